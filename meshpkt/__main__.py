@@ -1,0 +1,3 @@
+from meshpkt.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``meshpkt`` command line. Thin: parse, call one library function, render."""
