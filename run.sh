@@ -32,7 +32,7 @@ venv() {
 case "${1:-}" in
     demo)
         venv ""
-        exec "$VENV/bin/meshpkt" analyze captures/
+        exec "$VENV/bin/meshpkt" analyze captures/ingress-3node
         ;;
     test)
         apt_install tcpdump tshark iptables nftables iproute2 ipvsadm curl procps

@@ -1,1 +1,180 @@
-"""meshpkt.flows"""
+"""Connections across the mesh's hops: ``meshpkt.analyze(...)``.
+
+Pure logic over the packet table (``meshpkt.decode``); only :func:`analyze`'s convenience of
+accepting file paths reads files, through the decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from meshpkt.flows.balance import balance
+from meshpkt.flows.clock import Offset
+from meshpkt.flows.connections import build_connections, build_hops, build_translations
+from meshpkt.flows.reconstruct import reconstruct
+from meshpkt.flows.summary import summarize
+from meshpkt.flows.topology import Topology, from_lab_status, infer_topology, load_topology
+
+__all__ = ["Analysis", "analyze", "analyze_packets", "Topology", "load_topology"]
+
+CaptureArg = str | Path | tuple[str, str | Path]
+
+
+@dataclass
+class Analysis:
+    """Result of an analysis: DataFrames plus plain-data summaries."""
+
+    packets: pd.DataFrame
+    hops: pd.DataFrame
+    connections: pd.DataFrame
+    translations: pd.DataFrame
+    summary: dict[str, Any]
+    offsets: dict[str, Offset]
+    balance: dict[str, Any]
+    topology: Topology
+    problems: list[Any] = field(default_factory=list)
+
+    def connection(self, conn_id: int) -> dict[str, Any]:
+        """The JSON object of one connection (see README, "JSON output")."""
+        return _connection_json(self, conn_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON document: ``summary`` and ``connections``."""
+        return {
+            "summary": self.summary,
+            "connections": [_connection_json(self, int(c)) for c in self.connections["conn_id"]],
+        }
+
+
+def _none(v: Any) -> Any:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def _connection_json(a: Analysis, conn_id: int) -> dict[str, Any]:
+    c = a.connections[a.connections["conn_id"] == conn_id]
+    if c.empty:
+        raise KeyError(conn_id)
+    row = c.iloc[0]
+    hops = a.hops[a.hops["conn_id"] == conn_id]
+    tr = a.translations[a.translations["conn_id"] == conn_id]
+    return {
+        "id": int(conn_id),
+        "proto": {6: "tcp", 17: "udp", 1: "icmp"}.get(int(row["proto"]), str(row["proto"])),
+        "client": row["client"],
+        "entry": row["entry"],
+        "entry_node": _none(row["entry_node"]),
+        "backend": _none(row["backend"]),
+        "backend_node": _none(row["backend_node"]),
+        "backend_task": _none(row["backend_task"]),
+        "status": row["status"],
+        "first_ts_ns": int(row["first_ts_ns"]),
+        "duration_ns": int(row["duration_ns"]),
+        "bytes_fwd": int(row["bytes_fwd"]),
+        "bytes_bwd": int(row["bytes_bwd"]),
+        "retransmissions": int(row["retrans"]),
+        "hops": [
+            {
+                "point": h.point, "src": h.src, "dst": h.dst, "vni": _none(h.vni),
+                "outer_src": _none(h.outer_src), "outer_dst": _none(h.outer_dst),
+                "first_ts_ns": int(h.first_ts_ns), "latency_ns": _none(h.latency_ns),
+                "packets": int(h.packets), "bytes": int(h.bytes),
+                "retransmissions": int(h.retrans_fwd + h.retrans_bwd),
+            }
+            for h in hops.itertuples()
+        ],
+        "translations": [
+            {"kind": t.kind, "between": [t.from_point, t.to_point], "before": t.before, "after": t.after}
+            for t in tr.itertuples()
+        ],
+        "last_seen_point": row["last_seen_point"],
+        "missing_at": _none(row["missing_at"]),
+        "verdict": row["verdict"],
+    }
+
+
+def _find_status(captures: Sequence[CaptureArg]) -> Path | None:
+    for c in captures:
+        path = Path(c[1] if isinstance(c, tuple) else c)
+        cand = path / "status.json" if path.is_dir() else path.parent / "status.json"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def analyze(
+    captures: Iterable[CaptureArg] | None = None,
+    *,
+    packets: pd.DataFrame | None = None,
+    topology: Topology | dict[str, Any] | str | Path | None = None,
+    vxlan_ports: Sequence[int] = (4789,),
+    progress: Callable[[int, int], None] | None = None,
+    problems: list[Any] | None = None,
+    correct_clocks: bool = True,
+) -> Analysis:
+    """Decode ``captures`` (paths, ``(point, path)`` pairs or directories) or take a decoded
+    ``packets`` table, and reconstruct every connection across the capture points.
+
+    ``topology``: a :class:`Topology`, a lab status dict, or the path of ``lab status --json``
+    output. When omitted, a ``status.json`` next to the captures is used if present, else the
+    roles are inferred (and ``summary["topology"]`` says so).
+    """
+    caps = list(captures or [])
+    if packets is None:
+        from meshpkt.decode import read
+
+        packets = read(caps, vxlan_ports=vxlan_ports, progress=progress, problems=problems)
+    if topology is None and caps:
+        found = _find_status(caps)
+        if found is not None:
+            topology = found
+    if isinstance(topology, (str, Path)):
+        topo = load_topology(topology)
+    elif isinstance(topology, dict):
+        topo = from_lab_status(topology)
+    elif topology is None:
+        topo = Topology()
+    else:
+        topo = topology
+    return analyze_packets(packets, topo, problems=problems, correct_clocks=correct_clocks)
+
+
+def analyze_packets(packets: pd.DataFrame, topology: Topology | None = None, *,
+                    problems: list[Any] | None = None, correct_clocks: bool = True) -> Analysis:
+    """Reconstruct connections from a packet table (pure)."""
+    topo = infer_topology(packets, topology)
+    rec = reconstruct(packets, topo, correct_clocks=correct_clocks)
+    hops = build_hops(rec)
+    translations = build_translations(hops, topo)
+    conns = build_connections(rec, hops, topo) if len(hops) else _empty_connections()
+    pk = packets.copy()
+    pk["conn_id"] = pd.Series(rec.assign["conn"] + 1, index=rec.assign.index).reindex(pk.index).astype("Int64")
+    pk["ts_corr_ns"] = pd.Series(rec.assign["ts_corr"], index=rec.assign.index).reindex(pk.index).astype("Int64")
+    summary = summarize(packets)
+    summary["topology"] = "inferred" if topo.inferred else topo.source
+    summary["connections"] = int(len(conns))
+    summary["status"] = {str(k): int(v) for k, v in conns["status"].value_counts().items()} if len(conns) else {}
+    summary["clock_offsets"] = {
+        k: {"offset_ns": o.offset_ns, "uncertainty_ns": o.uncertainty_ns, "reference": o.reference,
+            "applied": o.applied}
+        for k, o in rec.offsets.items()
+    }
+    bal = balance(conns) if len(conns) else {"per_entry": {}, "round_robin": {}}
+    summary["balance"] = bal
+    summary["problems"] = [str(getattr(p, "message", p)) for p in (problems or [])]
+    return Analysis(pk, hops, conns, translations, summary, rec.offsets, bal, topo, list(problems or []))
+
+
+def _empty_connections() -> pd.DataFrame:
+    cols = ["conn_id", "proto", "client", "entry", "entry_node", "backend", "backend_node", "backend_task",
+            "status", "hops_seen", "path", "first_ts_ns", "duration_ns", "bytes_fwd", "bytes_bwd", "retrans",
+            "packets", "last_seen_point", "missing_at", "verdict"]
+    return pd.DataFrame(columns=cols)
