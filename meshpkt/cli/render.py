@@ -14,7 +14,9 @@ def _console(out: Path | None, buf: io.StringIO) -> Any:
     from rich.console import Console
 
     if out is None:
-        return Console(highlight=False)
+        import sys
+
+        return Console(highlight=False) if sys.stdout.isatty() else Console(highlight=False, width=200)
     return Console(file=buf, width=160, highlight=False, force_terminal=False, color_system=None)
 
 

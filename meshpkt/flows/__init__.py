@@ -64,7 +64,8 @@ def _connection_json(a: Analysis, conn_id: int) -> dict[str, Any]:
     if c.empty:
         raise KeyError(conn_id)
     row = c.iloc[0]
-    hops = a.hops[a.hops["conn_id"] == conn_id]
+    all_hops = a.hops[a.hops["conn_id"] == conn_id]
+    hops = all_hops[~all_hops["stray"].to_numpy()]
     tr = a.translations[a.translations["conn_id"] == conn_id]
     return {
         "id": int(conn_id),
@@ -95,6 +96,7 @@ def _connection_json(a: Analysis, conn_id: int) -> dict[str, Any]:
             {"kind": t.kind, "between": [t.from_point, t.to_point], "before": t.before, "after": t.after}
             for t in tr.itertuples()
         ],
+        "flooded_to": [str(p) for p in all_hops.loc[all_hops["stray"].to_numpy(), "point"]],
         "last_seen_point": row["last_seen_point"],
         "missing_at": _none(row["missing_at"]),
         "verdict": row["verdict"],
@@ -175,6 +177,6 @@ def analyze_packets(packets: pd.DataFrame, topology: Topology | None = None, *,
 
 def _empty_connections() -> pd.DataFrame:
     cols = ["conn_id", "proto", "client", "entry", "entry_node", "backend", "backend_node", "backend_task",
-            "status", "hops_seen", "path", "first_ts_ns", "duration_ns", "bytes_fwd", "bytes_bwd", "retrans",
+            "status", "hops_seen", "flooded_to", "path", "first_ts_ns", "duration_ns", "bytes_fwd", "bytes_bwd", "retrans",
             "packets", "last_seen_point", "missing_at", "verdict"]
     return pd.DataFrame(columns=cols)

@@ -42,7 +42,7 @@ def build_hops(rec: Reconstruction) -> pd.DataFrame:
         "proto": lf["proto"].to_numpy(),
         "src": endpoint_strings(lf["src"], lf["sport"]),
         "dst": endpoint_strings(lf["dst"], lf["dport"]),
-        "vni": lf["vni"].where(lf["vni"] >= 0).astype("Int64").to_numpy(),
+        "vni": pd.array(lf["vni"].where(lf["vni"] >= 0), dtype="Int64"),
         "outer_src": np.where(lf["vni"] >= 0, ip4_strings(lf["outer_src"]), None),
         "outer_dst": np.where(lf["vni"] >= 0, ip4_strings(lf["outer_dst"]), None),
         "first_ts_ns": lf["first_ts_ns"].to_numpy(),
@@ -55,6 +55,7 @@ def build_hops(rec: Reconstruction) -> pd.DataFrame:
         "retrans_fwd": lf["retrans_fwd"].to_numpy(),
         "retrans_bwd": lf["retrans_bwd"].to_numpy(),
         "duplicates": lf["duplicates"].to_numpy(),
+        "stray": lf["stray"].to_numpy() if "stray" in lf else False,
         "src_ip": lf["src"].to_numpy(), "sport": lf["sport"].to_numpy(),
         "dst_ip": lf["dst"].to_numpy(), "dport": lf["dport"].to_numpy(),
     })
@@ -92,7 +93,7 @@ def build_translations(hops: pd.DataFrame, topo: Topology) -> pd.DataFrame:
     for mask, kind, k in ((enc_on, "vxlan-encap", j), (enc_off, "vxlan-decap", i)):
         sel = np.flatnonzero(mask)
         kk = k[sel]
-        desc = ("vni " + pd.Series(h["vni"].to_numpy()[kk]).astype(str) + " " +
+        desc = ("vni " + pd.Series(h["vni"].to_numpy()[kk]).astype("Int64").astype(str) + " " +
                 pd.Series(h["outer_src"].to_numpy()[kk]).astype(str) + " > " +
                 pd.Series(h["outer_dst"].to_numpy()[kk]).astype(str) + " udp").to_numpy()
         inner = (pd.Series(h["src"].to_numpy()[kk]) + " > " + pd.Series(h["dst"].to_numpy()[kk])).to_numpy()
@@ -165,8 +166,9 @@ def build_connections(rec: Reconstruction, hops: pd.DataFrame, topo: Topology) -
     lf = rec.lflows
     g = lf.groupby("conn")
     flags = pd.DataFrame({c: g[c].any() for c in ("syn", "synack", "rst", "fin_fwd", "fin_bwd", "ack_fwd")})
+    all_hops = hops
+    hops = hops[~hops["stray"].to_numpy()]
     h0 = hops.groupby("conn_id").head(1).set_index("conn_id")
-    hops.groupby("conn_id").tail(1).set_index("conn_id")
     conns = pd.DataFrame(index=h0.index)
     conns["proto"] = h0["proto"]
     conns["client"] = h0["src"]
@@ -185,6 +187,8 @@ def build_connections(rec: Reconstruction, hops: pd.DataFrame, topo: Topology) -
     status = np.where(conns["proto"] == 6, status, np.where(conns["proto"] == 17, "udp", "icmp"))
     conns["status"] = status
     conns["hops_seen"] = hops.groupby("conn_id").size()
+    conns["flooded_to"] = all_hops[all_hops["stray"].to_numpy()].groupby("conn_id")["point"].agg(list).reindex(
+        conns.index)
     conns["path"] = hops.groupby("conn_id")["point"].agg(" > ".join)
     conns["first_ts_ns"] = hops.groupby("conn_id")["first_ts_ns"].min()
     conns["duration_ns"] = lf.groupby("conn")["last_ts_ns"].max().to_numpy() - conns["first_ts_ns"].to_numpy()

@@ -29,6 +29,72 @@ KEY_COLUMNS = ("tcp_seq", "tcp_ack", "tcp_flags", "tcp_tsval", "tcp_tsecr", "ip_
 ROLE_RANK = {"client": 0, "host": 1, "ingress_sbox": 2, "lb": 2, "overlay": 3, "underlay": 4, "task": 6,
              "unknown": 5}
 
+# Where a capture point sits on one node's stretch of an ingress path, (role, iface kind, encapsulated).
+# On the node the request enters: host eth0 -> ingress_sbox eth1 -> eth0 -> overlay br0 -> (local task)
+# -> vxlan0 -> host eth0 encapsulated -> underlay. On the node of a remote backend: host eth0
+# encapsulated -> vxlan0 -> br0 -> task. Timestamps of points on one machine may disagree with this
+# by microseconds (taps sit at different stages), so within a node the structure decides.
+_ENTRY_RANK = {("underlay", False): 0, ("host", False): 1, ("ingress_sbox", "eth1"): 2, ("ingress_sbox", "eth0"): 3,
+               ("lb", False): 3, ("overlay", "br0"): 4, ("overlay", "other"): 5, ("task", False): 6,
+               ("overlay", "vxlan0"): 7, ("host", True): 8, ("underlay", True): 9}
+_PEER_RANK = {("host", True): 0, ("overlay", "vxlan0"): 1, ("overlay", "br0"): 2, ("overlay", "other"): 3,
+              ("task", False): 4, ("ingress_sbox", "eth1"): 5, ("ingress_sbox", "eth0"): 5, ("lb", False): 5,
+              ("host", False): 6}
+
+
+def _place_key(role: str, iface: str, enc: bool) -> tuple[str, object]:
+    if role == "ingress_sbox":
+        return role, ("eth1" if iface == "eth1" else "eth0")
+    if role == "overlay":
+        return role, (iface if iface in ("br0", "vxlan0") else "other")
+    return role, enc
+
+
+def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
+    """Sort local flows into path order per connection and number them (``hop``).
+
+    Nodes are ordered by when the connection first reached them (clock-corrected), points within
+    a node by the structure of Swarm's data path; connections that do not start at a client or
+    a node's host namespace (e.g. task -> VIP) are ordered by time alone.
+    """
+    enc = (lf["vni"] >= 0).to_numpy()
+    t = lf["f_delay"].to_numpy()
+    t = np.where(np.isnan(t), -lf["b_delay"].fillna(0).to_numpy() + 1e15, t)
+    role = lf["role"].to_numpy()
+    node = lf["node"].to_numpy().astype(object)
+    owner = node.copy()
+    for k in np.flatnonzero(role == "underlay"):
+        owner[k] = topology.node_of_ip(int(lf["outer_src"].iat[k])) if enc[k] else None
+    owner[role == "client"] = "~client"
+    work = pd.DataFrame({"conn": lf["conn"].to_numpy(), "owner": owner, "t": t, "role": role})
+    # entry node: the node of the earliest host-namespace hop that is not encapsulated
+    host_plain = work[(role == "host") & ~enc]
+    entry = host_plain.sort_values("t").drop_duplicates("conn").set_index("conn")["owner"]
+    conn_entry = entry.reindex(work["conn"]).to_numpy()
+    work["owner"] = np.where(pd.isna(work["owner"].to_numpy()), conn_entry, work["owner"].to_numpy())
+    gtime = work.groupby(["conn", "owner"], dropna=False)["t"].transform("min").to_numpy()
+    gtime = np.where(role == "client", -np.inf, gtime)
+    is_entry = work["owner"].to_numpy() == conn_entry
+    rank = np.empty(len(lf), dtype=np.float64)
+    ifaces = lf["iface"].to_numpy()
+    for k in range(len(lf)):
+        key = _place_key(role[k], ifaces[k], bool(enc[k]))
+        table = _ENTRY_RANK if is_entry[k] else _PEER_RANK
+        rank[k] = table.get(key, 5)
+    # connections that start elsewhere (task -> VIP): time order only
+    first_role = work.assign(r=role).sort_values("t").drop_duplicates("conn").set_index("conn")["r"]
+    timed = ~first_role.reindex(work["conn"]).isin(["client", "host", "underlay"]).to_numpy()
+    gtime = np.where(timed, t, gtime)
+    rank = np.where(timed, 0, rank)
+    # A load-balancer namespace on a node the request did not enter is not on its path: a copy
+    # seen there was flooded by the overlay bridge (unknown destination MAC). Keep it, last.
+    stray = ~timed & ~is_entry & np.isin(role, ("ingress_sbox", "lb"))
+    gtime = np.where(stray, np.inf, gtime)
+    lf = lf.assign(_g=gtime, _r=rank, _t=t, stray=stray)
+    lf = lf.sort_values(["conn", "_g", "_r", "_t", "first_ts_ns"], kind="stable")
+    lf["hop"] = lf.groupby("conn").cumcount()
+    return lf.drop(columns=["_g", "_r", "_t"])
+
 
 @dataclass
 class Reconstruction:
@@ -242,13 +308,8 @@ def reconstruct(packets: pd.DataFrame, topology: Topology, *, max_key_group: int
     lf["f_delay"] = f_delay[lf.index.to_numpy()]
     lf["b_delay"] = b_delay[lf.index.to_numpy()]
 
-    # hop order within each connection
-    lf["_k1"] = lf["f_delay"].fillna(np.inf)
-    lf["_k2"] = -lf["b_delay"].fillna(-np.inf)
-    lf["_k3"] = lf["role"].map(ROLE_RANK).fillna(5) + np.where(lf["vni"] >= 0, 0.5, 0)
-    lf = lf.sort_values(["conn", "_k1", "_k2", "_k3", "first_ts_ns"], kind="stable")
-    lf["hop"] = lf.groupby("conn").cumcount()
-    lf = lf.drop(columns=["_k1", "_k2", "_k3"])
+    lf["iface"] = [info[c].iface for c in lf["point_code"]]
+    lf = order_hops(lf, topology)
     lf.index.name = "lflow"
 
     assign = pd.DataFrame({"lflow": lflow, "conn": conn, "fwd": fwd, "ts_corr": ts_corr, "dup": dup},

@@ -1,0 +1,180 @@
+"""The process each lab task runs (stdlib only; started as ``python3 -I agent.py CONFIG.json`` inside the
+task's namespace with ``ip netns exec``).
+
+- an HTTP server on each target port answering every GET with
+  ``Host IP is <node underlay IP>, task <task name> <local IP of the connection>\\n``
+  (like the seeds' nginx page);
+- Docker's embedded DNS: UDP and TCP on ``127.0.0.11:<port>`` (the task's nat DOCKER_OUTPUT rules DNAT
+  ``127.0.0.11:53`` there), answering ``<service>`` and ``tasks.<service>`` A queries, TTL 600, shuffled,
+  NXDOMAIN for unknown names, an empty NOERROR answer for other types of known names.
+
+It prints ``ready`` on stdout once every socket is bound, then closes stdout.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TTL = 600
+
+
+# ---------------------------------------------------------------------------- DNS (pure)
+def parse_question(msg: bytes) -> tuple[int, int, str, int, int, int]:
+    """Return (id, flags, qname, qtype, qclass, end offset of the question). Raises ValueError."""
+    if len(msg) < 12:
+        raise ValueError("short DNS message")
+    qid, flags, qd = struct.unpack("!HHH", msg[:6])
+    if qd < 1:
+        raise ValueError("no question")
+    off = 12
+    labels = []
+    while True:
+        if off >= len(msg):
+            raise ValueError("truncated name")
+        n = msg[off]
+        off += 1
+        if n == 0:
+            break
+        if n & 0xC0:
+            raise ValueError("compressed name in question")
+        labels.append(msg[off:off + n].decode("ascii", "replace"))
+        off += n
+    if off + 4 > len(msg):
+        raise ValueError("truncated question")
+    qtype, qclass = struct.unpack("!HH", msg[off:off + 4])
+    return qid, flags, ".".join(labels), qtype, qclass, off + 4
+
+
+def dns_response(query: bytes, records: dict[str, list[str]], *, shuffle: bool = True,
+                 rng: random.Random | None = None) -> bytes | None:
+    """Build the embedded-DNS answer to ``query`` from ``records`` (name -> IPv4 list); None if unparsable."""
+    try:
+        qid, flags, qname, qtype, qclass, end = parse_question(query)
+    except ValueError:
+        return None
+    name = qname.lower().rstrip(".")
+    ips = records.get(name)
+    rd = flags & 0x0100
+    if ips is None:
+        rcode, answers = 3, []  # NXDOMAIN
+    elif qtype in (1, 255) and qclass == 1:
+        rcode, answers = 0, list(ips)
+        if shuffle:
+            (rng or random).shuffle(answers)
+    else:
+        rcode, answers = 0, []
+    rflags = 0x8000 | rd | 0x0080 | rcode  # QR, RD copied, RA
+    out = bytearray(struct.pack("!HHHHHH", qid, rflags, 1, len(answers), 0, 0))
+    out += query[12:end]
+    for ip in answers:
+        out += struct.pack("!HHHIH", 0xC00C, 1, 1, TTL, 4) + ipaddress.IPv4Address(ip).packed
+    return bytes(out)
+
+
+# ---------------------------------------------------------------------------- servers
+def _http_handler(node_ip: str, task: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "meshpkt-lab"
+        sys_version = ""
+
+        def _answer(self, body: bool) -> None:
+            # one segment for headers + body, like nginx's small responses
+            local = self.connection.getsockname()[0]
+            data = f"Host IP is {node_ip}, task {task} {local}\n".encode()
+            head = ("HTTP/1.1 200 OK\r\nServer: meshpkt-lab\r\nContent-Type: text/plain\r\n"
+                    f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode()
+            self.close_connection = True
+            self.wfile.write(head + (data if body else b""))
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._answer(True)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._answer(False)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+    return Handler
+
+
+class _TCPDNS(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def main(argv: list[str]) -> int:
+    """Run the agent described by the JSON file ``argv[0]``."""
+    with open(argv[0]) as fh:
+        cfg = json.load(fh)
+    records: dict[str, list[str]] = cfg.get("records", {})
+    servers: list[Any] = []
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer.daemon_threads = True
+    for port in cfg["ports"]:
+        servers.append(ThreadingHTTPServer(("0.0.0.0", port), _http_handler(cfg["node_ip"], cfg["task"])))
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    udp.bind((cfg["dns_ip"], cfg["dns_port"]))
+
+    class TCPHandler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            try:
+                hdr = self.request.recv(2)
+                if len(hdr) < 2:
+                    return
+                n = struct.unpack("!H", hdr)[0]
+                q = b""
+                while len(q) < n:
+                    chunk = self.request.recv(n - len(q))
+                    if not chunk:
+                        return
+                    q += chunk
+                r = dns_response(q, records)
+                if r:
+                    self.request.sendall(struct.pack("!H", len(r)) + r)
+            except OSError:
+                return
+
+    tcp = _TCPDNS((cfg["dns_ip"], cfg["dns_port"]), TCPHandler)
+    servers.append(tcp)
+
+    def serve_udp() -> None:
+        while True:
+            try:
+                q, addr = udp.recvfrom(4096)
+            except OSError:
+                return
+            r = dns_response(q, records)
+            if r:
+                try:
+                    udp.sendto(r, addr)
+                except OSError:
+                    pass
+
+    for s in servers:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    threading.Thread(target=serve_udp, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, lambda *_: os._exit(0))
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,125 @@
+"""Capture at lab capture points: one ``tcpdump -U -s 262144 -w`` per point (inside its namespace),
+started and confirmed ("listening on") before the command runs, stopped with SIGINT after it ends.
+
+Files: ``<out>/<node>.<namespace>.<iface>.pcap`` (the capture point name) and ``<out>/status.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from meshpkt.errors import LabError, ToolMissingError
+from meshpkt.lab.status import select_points
+
+_STATS = re.compile(rb"(\d+) packets? (captured|received by filter|dropped by kernel)")
+
+
+def _start(points: list[dict[str, Any]], out: Path, snaplen: int, bpf: str | None,
+           timeout: float) -> list[tuple[dict[str, Any], subprocess.Popen[bytes], bytearray]]:
+    procs: list[tuple[dict[str, Any], subprocess.Popen[bytes], bytearray]] = []
+    for pt in points:
+        path = out / f"{pt['point']}.pcap"
+        argv = ["ip", "netns", "exec", pt["netns"], "tcpdump", "-i", pt["iface"], "-U", "--immediate-mode", "-n",
+                "-s", str(snaplen), "-Z", "root", "-w", str(path)]
+        if bpf:
+            argv.append(bpf)
+        try:
+            pr = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, start_new_session=True)
+        except FileNotFoundError:
+            raise ToolMissingError("ip is not installed") from None
+        procs.append((pt, pr, bytearray()))
+    sel = selectors.DefaultSelector()
+    waiting = {}
+    for pt, pr, buf in procs:
+        assert pr.stderr is not None
+        os.set_blocking(pr.stderr.fileno(), False)
+        sel.register(pr.stderr, selectors.EVENT_READ, (pt, pr, buf))
+        waiting[pr.pid] = pt
+    deadline = time.monotonic() + timeout
+    try:
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LabError(f"tcpdump did not start listening at {next(iter(waiting.values()))['point']}")
+            for key, _ in sel.select(timeout=min(left, 0.5)):
+                pt, pr, buf = key.data
+                chunk = os.read(key.fd, 65536)
+                buf += chunk
+                if b"listening on" in buf:
+                    waiting.pop(pr.pid, None)
+                    sel.unregister(key.fileobj)
+                elif not chunk:
+                    sel.unregister(key.fileobj)
+                    pr.wait()
+                    msg = buf.decode(errors="replace").strip().splitlines()
+                    if msg and "tcpdump" in msg[-1] and "No such file" in msg[-1]:
+                        raise ToolMissingError("tcpdump is not installed")
+                    raise LabError(f"tcpdump at {pt['point']} failed: {msg[-1] if msg else pr.returncode}")
+    finally:
+        sel.close()
+    return procs
+
+
+def _stop(procs: list[tuple[dict[str, Any], subprocess.Popen[bytes], bytearray]]) -> None:
+    for _pt, pr, _buf in procs:
+        if pr.poll() is None:
+            try:
+                pr.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 5
+    for _pt, pr, buf in procs:
+        try:
+            pr.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pr.kill()
+            pr.wait()
+        if pr.stderr is not None:
+            os.set_blocking(pr.stderr.fileno(), True)
+            try:
+                buf += pr.stderr.read() or b""
+            except (OSError, ValueError):
+                pass
+            pr.stderr.close()
+
+
+def run_capture(status: dict[str, Any], points: list[str] | None, out: Path, cmd: list[str], *,
+                all_points: bool = False, run_netns: str | None = None, grace: float = 0.5,
+                snaplen: int = 262144, bpf: str | None = None, listen_timeout: float = 15.0,
+                stdout: Any = None, stderr: Any = None) -> dict[str, Any]:
+    """Capture at the selected points of the lab described by ``status`` while ``cmd`` runs.
+
+    Returns ``{"out", "rc", "status", "points": [{"point", "file", "packets", "dropped", ...}]}``.
+    """
+    chosen = select_points(status, points, all_points)
+    out.mkdir(parents=True, exist_ok=True)
+    procs = _start(chosen, out, snaplen, bpf, listen_timeout)
+    rc = 0
+    try:
+        if cmd:
+            argv = (["ip", "netns", "exec", run_netns, *cmd] if run_netns else cmd)
+            try:
+                rc = subprocess.run(argv, stdout=stdout, stderr=stderr).returncode
+            except FileNotFoundError:
+                raise LabError(f"command not found: {cmd[0]}") from None
+        time.sleep(grace)
+    finally:
+        _stop(procs)
+    results = []
+    for pt, _pr, buf in procs:
+        stats = {m.group(2).decode(): int(m.group(1)) for m in _STATS.finditer(bytes(buf))}
+        f = out / f"{pt['point']}.pcap"
+        results.append({**pt, "file": str(f), "bytes": f.stat().st_size if f.exists() else 0,
+                        "packets": stats.get("captured"), "dropped": stats.get("dropped by kernel")})
+    spath = out / "status.json"
+    spath.write_text(json.dumps(status, indent=1) + "\n")
+    return {"out": str(out), "rc": rc, "status": str(spath), "points": results}

@@ -1,0 +1,553 @@
+"""Expected path of a request through the routing mesh, hop by hop, with the exact rules acting,
+and the inconsistencies of a model. Pure: :class:`MeshModel` in, :class:`Explanation` out.
+
+Path of ``--to NODE:PORT`` (Docker's ingress, see docs/swarm-mesh-reference)::
+
+    NODE:PORT -> host nat PREROUTING/DOCKER-INGRESS DNAT <sbox>:PORT -> host filter FORWARD
+      -> ingress_sbox mangle PREROUTING MARK <fwmark> -> LB (IPVS FWM or nft emulation) -> backends
+      -> ingress_sbox nat POSTROUTING SNAT <sbox overlay IP> -> overlay br0/vxlan0 (VNI, fdb -> VTEP)
+      -> task nat PREROUTING REDIRECT :<target port> -> task filter INPUT
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Address
+from typing import Any
+
+from meshpkt.errors import UsageError
+from meshpkt.rules.model import LbService, MeshModel, Namespace, Node, Overlay, Role
+from meshpkt.rules.types import Rule, docker_mac, mac_str
+from meshpkt.rules.walk import Pkt, walk_chain, walk_hook
+
+
+@dataclass
+class RuleRef:
+    """A rule as evidence: where it lives, its text and counters."""
+
+    node: str
+    namespace: str
+    table: str
+    chain: str
+    index: int
+    text: str
+    target: str | None
+    pkts: int | None
+    bytes: int | None
+    counters_exact: bool
+
+    @classmethod
+    def of(cls, node: str, namespace: str, r: Rule) -> RuleRef:
+        """Reference ``r`` of ``node``/``namespace``."""
+        return cls(node, namespace, r.table, r.chain, r.index, r.text, r.target, r.pkts, r.bytes, r.counters_exact)
+
+    def counters(self) -> str:
+        """``"75 pkts 4800 bytes"`` (``~`` = approximate, ``-`` = unknown)."""
+        if self.pkts is None:
+            return "-"
+        a = "" if self.counters_exact else "~"
+        return f"{a}{self.pkts} pkts {a}{self.bytes} bytes"
+
+
+@dataclass
+class Hop:
+    """One step of the path: where, what happens (``summary``), the packet after it, the rules
+    acting and other evidence (IPVS service lines, fdb entries, connection entries)."""
+
+    step: str
+    node: str
+    namespace: str
+    summary: str
+    packet: str = ""
+    rules: list[RuleRef] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+    backend: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Finding:
+    """An inconsistency or a gap: ``severity`` error / warning / info, a stable ``code``."""
+
+    severity: str
+    code: str
+    message: str
+    node: str | None = None
+    namespace: str | None = None
+    rule: str | None = None
+
+
+@dataclass
+class Explanation:
+    """The expected path of one request and the findings (path-specific first, then model-wide)."""
+
+    target: str
+    node: str
+    proto: str
+    port: int
+    client: str | None
+    hops: list[Hop]
+    findings: list[Finding]
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+    @property
+    def errors(self) -> list[Finding]:
+        """Findings of severity error."""
+        return [f for f in self.findings if f.severity == "error"]
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def parse_target(text: str) -> tuple[str, int, str]:
+    """``"NODE:PORT[/proto]"`` -> (node, port, proto)."""
+    m = re.fullmatch(r"(?P<node>[^:/\s]+):(?P<port>\d+)(?:/(?P<proto>tcp|udp|sctp))?", text.strip())
+    if not m or not 0 < int(m.group("port")) < 65536:
+        raise UsageError(f"--to {text!r}: expected NODE:PORT (node name or address, e.g. 10.211.55.10:9090)")
+    return m.group("node"), int(m.group("port")), m.group("proto") or "tcp"
+
+
+def _addr(text: str) -> IPv4Address | None:
+    try:
+        return IPv4Address(text)
+    except ValueError:
+        return None
+
+
+def _resolve_node(model: MeshModel, name: str) -> tuple[Node, IPv4Address | None]:
+    a = _addr(name)
+    if a is not None:
+        n = model.node_of_address(a)
+        if n is None:
+            hosts = [x for x in model.nodes.values() if x.host is not None]
+            if len(model.nodes) == 1:
+                n = next(iter(model.nodes.values()))
+            elif len(hosts) == 1 and not any(x.addresses() for x in hosts):
+                n = hosts[0]
+        if n is None:
+            known = ", ".join(f"{x.name} ({', '.join(map(str, x.addresses())) or 'no address dumped'})"
+                              for x in model.nodes.values())
+            raise UsageError(f"no node has address {a} in the dumps (nodes: {known})")
+        return n, a
+    n = model.node(name)
+    if n is None:
+        raise UsageError(f"no node {name!r} in the dumps (nodes: {', '.join(model.nodes) or 'none'})")
+    addrs = n.addresses()
+    return n, addrs[0] if addrs else None
+
+
+def _refs(node: str, ns: str, rules: list[Rule]) -> list[RuleRef]:
+    return [RuleRef.of(node, ns, r) for r in rules]
+
+
+def _sbox_of(node: Node, addr: IPv4Address | None) -> Namespace | None:
+    if addr is not None:
+        for ns in node.namespaces.values():
+            if ns.role != Role.HOST and ns.has_address(addr):
+                return ns
+    sboxes = node.by_role(Role.INGRESS_SBOX)
+    return sboxes[0] if sboxes else None
+
+
+def _sbox_addr_from_docker(node: Node) -> IPv4Address | None:
+    for net in node.networks:
+        for c in net.containers:
+            if c.key == "ingress-sbox" and net.driver == "bridge" and c.ipv4 is not None:
+                return c.ipv4.ip
+    return None
+
+
+def _unreachable_msg(addr: IPv4Address, lb: LbService, overlay: str | None) -> str:
+    return (f"backend {addr} of {lb.label()} in {lb.namespace} on {lb.node}: no fdb/neighbour entry in "
+            f"{overlay} reaches it")
+
+
+def _redirect_expected(model: MeshModel, port: int | None = None) -> bool:
+    """True when tasks must REDIRECT: a service publishes a port to another target port, or other
+    tasks of the dumps REDIRECT (that port)."""
+    for svc in model.services():
+        if any(p.published is not None and p.published != p.target and (port is None or p.published == port)
+               for p in svc.ports):
+            return True
+    return any(port is None or r.port == port for r in model.redirects())
+
+
+def _overlay_ns(model: MeshModel, node: str, addr: IPv4Address) -> str | None:
+    """The overlay namespace of ``node`` whose subnet holds ``addr`` (else its first overlay)."""
+    ovs = [o for o in model.overlays() if o.node == node]
+    hit = next((o for o in ovs if o.subnet is not None and addr in o.subnet), None)
+    if hit is None:
+        return ovs[0].namespace if ovs else None
+    return hit.namespace
+
+
+@dataclass
+class Reach:
+    """How a node reaches an overlay address: ``how`` local / remote / unknown."""
+
+    how: str
+    vtep: IPv4Address | None
+    overlay: Overlay | None
+    evidence: list[str]
+
+
+def reach(model: MeshModel, node: str, addr: IPv4Address) -> Reach | None:
+    """How ``node`` delivers a frame to overlay address ``addr``: local (a namespace or Docker endpoint
+    of the node holds it), remote (neighbour/derived MAC -> fdb ``dst`` VTEP), unknown (no overlay
+    dump). None = unreachable: the overlay is dumped and neither fdb nor neighbour knows it."""
+    n = model.nodes.get(node)
+    if n is None:
+        return Reach("unknown", None, None, [f"node {node} not dumped"])
+    overlays = [o for o in model.overlays() if o.node == node]
+    matching = [o for o in overlays if o.subnet is None or addr in o.subnet]
+    ov = matching[0] if matching else None
+    local = model.local_endpoint(node, addr)
+    if local is not None:
+        return Reach("local", None, ov, [f"{addr} is local: {local}"])
+    if not matching:
+        return Reach("unknown", None, None, [f"no overlay namespace of {node} dumped for {addr}"])
+    for o in matching:
+        ns = n.namespaces[o.namespace]
+        evidence: list[str] = []
+        mac = None
+        for nb in ns.neighbours:
+            if nb.addr == addr and nb.lladdr is not None:
+                mac = nb.lladdr
+                evidence.append(f"neighbour: {nb.text}")
+        if mac is None:
+            mac = docker_mac(addr)
+            evidence.append(f"MAC {mac_str(mac)} derived from {addr} (02:42 + IPv4)")
+        for e in ns.fdb:
+            if e.mac != mac:
+                continue
+            if e.dst is not None:
+                evidence.append(f"fdb: {e.text}" + ("" if e.dev is None or e.dev in e.text else f" (dev {e.dev})"))
+                return Reach("remote", e.dst, o, evidence)
+            if e.dev is not None and e.dev != o.device and e.master is not None:
+                evidence.append(f"fdb: {e.text}")
+                return Reach("local", None, o, evidence)
+        if not ns.fdb and not ns.neighbours:
+            return Reach("unknown", None, o, [f"no fdb/neighbour dump in {node}/{o.namespace}"])
+    return None
+
+
+# ---------------------------------------------------------------------- explain
+
+
+def explain(model: MeshModel, to: str, client: str | None = None, proto: str | None = None,
+            include_checks: bool = True) -> Explanation:
+    """The expected path of a request to ``to`` (``NODE:PORT[/proto]``) from ``client`` (an IPv4
+    address, optionally ``:port``), hop by hop with the rules acting, plus findings."""
+    node_name, port, tproto = parse_target(to)
+    proto = proto or tproto
+    node, node_addr = _resolve_node(model, node_name)
+    src = sport = None
+    if client:
+        c_addr, _, c_port = client.partition(":")
+        src = _addr(c_addr)
+        if src is None:
+            raise UsageError(f"--from {client!r}: expected an IPv4 address[:port]")
+        sport = int(c_port) if c_port.isdigit() else None
+    hops: list[Hop] = []
+    findings: list[Finding] = []
+    parts: list[str] = [f"{node_addr or node.name}:{port}"]
+    host = node.host
+    pkt = Pkt(proto=proto, dst=node_addr, dport=port, src=src, sport=sport,
+              iif=host.iface_of(node_addr) if host is not None and node_addr is not None else None)
+    hops.append(Hop("ingress", node.name, "host", f"{node_addr or node.name}:{port}", pkt.show(),
+                    notes=[f"client {client}"] if client else []))
+
+    # -- host: nat PREROUTING -> DOCKER-INGRESS DNAT
+    sbox_addr: IPv4Address | None = None
+    if host is not None and host.has_table("nat"):
+        local = [a.ip for a in host.addresses()] or ([node_addr] if node_addr else [])
+        res = walk_hook(host, "prerouting", pkt, local=local)
+        if host.chain("nat", "PREROUTING") is None and host.chain("nat", "DOCKER-INGRESS") is not None:
+            res = walk_chain(host, "nat", "DOCKER-INGRESS", pkt, local=local)
+            res.notes.append("nat PREROUTING not dumped: assuming it jumps to DOCKER-INGRESS (addrtype LOCAL)")
+        dnat = res.acting("DNAT")
+        if dnat:
+            pkt = res.pkt
+            sbox_addr = pkt.dst
+            parts.append(f"DNAT {pkt.dst}:{pkt.dport}")
+            hops.append(Hop("host-dnat", node.name, host.name, f"DNAT {pkt.dst}:{pkt.dport}", pkt.show(),
+                            _refs(node.name, host.name, res.rules), notes=res.notes))
+        else:
+            findings.append(Finding("error", "no-dnat", f"{proto}/{port} is not published on {node.name}: no DNAT "
+                                    "in host nat PREROUTING/DOCKER-INGRESS", node.name, host.name))
+            hops.append(Hop("host-dnat", node.name, host.name, "no DNAT", pkt.show(),
+                            _refs(node.name, host.name, res.rules), notes=res.notes))
+            return _finish(model, to, node, proto, port, client, hops, findings, parts + ["no DNAT"],
+                           include_checks)
+        pkt.oif = host.route_dev(pkt.dst) if pkt.dst is not None else None
+        if host.has_table("filter"):
+            fres = walk_hook(host, "forward", pkt, local=local)
+            hops.append(Hop("host-filter", node.name, host.name, f"FORWARD {fres.verdict}", pkt.show(),
+                            _refs(node.name, host.name, fres.rules), notes=fres.notes))
+            if fres.verdict in ("DROP", "REJECT"):
+                findings.append(Finding("error", "host-filter-drop", f"host filter FORWARD drops {pkt.show()}",
+                                        node.name, host.name, fres.rules[-1].text if fres.rules else None))
+    else:
+        sbox_addr = _sbox_addr_from_docker(node)
+        findings.append(Finding("warning", "not-dumped", f"host nat table of {node.name} not dumped; assuming the "
+                                f"ingress sandbox {sbox_addr or '?'}", node.name, "host"))
+        if sbox_addr is not None:
+            pkt.dst = sbox_addr
+            parts.append(f"DNAT {sbox_addr}:{port}")
+
+    # -- ingress_sbox: mangle PREROUTING MARK, INPUT, LB
+    sbox = _sbox_of(node, sbox_addr)
+    if sbox is None:
+        findings.append(Finding("warning", "not-dumped", f"ingress_sbox of {node.name} not dumped", node.name))
+        return _finish(model, to, node, proto, port, client, hops, findings, parts, include_checks)
+    pkt.iif = sbox.iface_of(sbox_addr) if sbox_addr is not None else None
+    pkt.oif = None
+    pre = walk_hook(sbox, "prerouting", pkt)
+    pkt = pre.pkt
+    if pkt.mark:
+        parts.append(f"MARK {pkt.mark:#x}")
+        hops.append(Hop("sbox-mark", node.name, sbox.name, f"MARK {pkt.mark:#x}", pkt.show(),
+                        _refs(node.name, sbox.name, [r for r in pre.rules if r is not pre.lb_rule]),
+                        notes=pre.notes))
+    else:
+        sev = "error" if sbox.has_table("mangle") or any(" " in t for t in sbox.tables()) else "warning"
+        findings.append(Finding(sev, "no-mark", f"published port {proto}/{port} has no MARK rule in "
+                                f"{sbox.name} mangle PREROUTING on {node.name}", node.name, sbox.name))
+        parts.append("MARK none")
+        hops.append(Hop("sbox-mark", node.name, sbox.name, "no MARK", pkt.show(),
+                        _refs(node.name, sbox.name, pre.rules), notes=pre.notes))
+    lb: LbService | None = None
+    if pre.lb_rule is not None:
+        lb = next((s for s in sbox.lb_services() if s.rule is pre.lb_rule), None)
+    else:
+        inp = walk_hook(sbox, "input", pkt, max_priority=98)  # IPVS sits at LOCAL_IN after filter
+        pkt = inp.pkt
+        if inp.rules:
+            hops.append(Hop("sbox-input", node.name, sbox.name, f"INPUT {inp.verdict}", pkt.show(),
+                            _refs(node.name, sbox.name, inp.rules), notes=inp.notes))
+        if inp.verdict in ("DROP", "REJECT"):
+            findings.append(Finding("error", "sbox-filter-drop", f"{sbox.name} INPUT drops {pkt.show()}",
+                                    node.name, sbox.name))
+        services = sbox.lb_services()
+        lb = next((s for s in services if s.fwmark is not None and pkt.mark and s.fwmark == pkt.mark), None)
+        if lb is None:
+            lb = next((s for s in services if s.fwmark is None and s.addr == pkt.dst and s.port == pkt.dport), None)
+    if lb is None:
+        if pkt.mark:
+            sev = "error" if sbox.has_lb_dump() else "warning"
+            what = "no IPVS/nft service" if sbox.has_lb_dump() else "no ipvsadm/nft dump to check"
+            findings.append(Finding(sev, "no-lb-service", f"fwmark {pkt.mark:#x} ({pkt.mark}) has {what} in "
+                                    f"{sbox.name} on {node.name}", node.name, sbox.name))
+        parts.append("no LB")
+        return _finish(model, to, node, proto, port, client, hops, findings, parts, include_checks)
+    backends = lb.backends
+    lb_head = f"FWM {lb.fwmark} {lb.scheduler}" if lb.fwmark is not None else lb.label()
+    fwd = sorted({b.forward for b in backends})
+    parts.append(lb_head)
+    parts.append("{" + ", ".join(str(b.addr) for b in backends) + "}" + (f" {'/'.join(fwd)}" if fwd else ""))
+    ev = lb.text.splitlines() if lb.kind == "ipvs" else []
+    conns = [c.text for c in sbox.ipvs_conns if c.virtual is not None and c.virtual[0] == sbox_addr
+             and c.virtual[1] == port]
+    hops.append(Hop("lb", node.name, sbox.name, f"{lb_head} ({lb.kind})", pkt.show(),
+                    _refs(node.name, sbox.name, [lb.rule] if lb.rule is not None else []),
+                    evidence=ev + [f"conn: {c}" for c in conns]))
+    if not backends:
+        findings.append(Finding("error", "lb-no-backend", f"{lb.label()} in {sbox.name} on {node.name} has no "
+                                "backends", node.name, sbox.name))
+        return _finish(model, to, node, proto, port, client, hops, findings, parts, include_checks)
+
+    # -- per backend: SNAT, overlay, task
+    snat_parts: list[str] = []
+    vni_parts: list[str] = []
+    redirect_parts: list[str] = []
+    for b in backends:
+        bp = Pkt(proto=proto, dst=b.addr, dport=b.port or pkt.dport, src=pkt.src, sport=pkt.sport, mark=pkt.mark,
+                 ipvs=lb.kind == "ipvs", ct_dnat=True)
+        bp.oif = sbox.route_dev(b.addr)
+        post = walk_hook(sbox, "postrouting", bp)
+        bp = post.pkt
+        snat = post.acting("SNAT", "MASQUERADE")
+        nat_known = sbox.has_table("nat") or any(" " in t for t in sbox.tables())
+        label = f"SNAT {bp.src}" if snat and bp.src is not None else (
+            "MASQUERADE" if snat else ("no SNAT" if nat_known else "SNAT ?"))
+        if label not in snat_parts:
+            snat_parts.append(label)
+        hops.append(Hop("snat", node.name, sbox.name, label, bp.show(), _refs(node.name, sbox.name, post.rules),
+                        backend=str(b.addr), notes=post.notes + ([] if nat_known else [f"nat table of {sbox.name} "
+                                                                                         "not dumped"])))
+        if not snat and nat_known:
+            findings.append(Finding("error", "no-snat", f"no SNAT in {sbox.name} nat POSTROUTING for backend "
+                                    f"{b.addr} on {node.name}: the task would answer the client directly",
+                                    node.name, sbox.name))
+        # overlay
+        r = reach(model, node.name, b.addr)
+        backend_node = node.name
+        if r is None:
+            ovn = _overlay_ns(model, node.name, b.addr)
+            findings.append(Finding("error", "backend-unreachable", _unreachable_msg(b.addr, lb, ovn), node.name, ovn))
+            hops.append(Hop("overlay", node.name, "?", "unreachable", bp.show(), backend=str(b.addr)))
+        else:
+            ov = r.overlay
+            if ov is not None:
+                vni = f"VNI {ov.vni}"
+                if vni not in vni_parts:
+                    vni_parts.append(vni)
+            if r.how == "remote" and r.vtep is not None:
+                peer = model.node_of_address(r.vtep)
+                backend_node = peer.name if peer is not None else str(r.vtep)
+                summ = (f"VXLAN {ov.local or node_addr or node.name} -> {r.vtep}:{ov.dstport or 4789} VNI {ov.vni}"
+                        if ov is not None else f"VXLAN -> {r.vtep}")
+                hops.append(Hop("overlay", node.name, ov.namespace if ov else "?", summ, bp.show(),
+                                evidence=r.evidence, backend=str(b.addr)))
+                if peer is not None and ov is not None:
+                    for o2 in model.overlays():
+                        if o2.node == peer.name and o2.namespace == ov.namespace and o2.vni != ov.vni:
+                            findings.append(Finding("error", "vni-mismatch", f"{ov.namespace}: VNI {ov.vni} on "
+                                                    f"{node.name} but {o2.vni} on {peer.name}", peer.name,
+                                                    o2.namespace))
+            else:
+                summ = f"br0 local (VNI {ov.vni})" if r.how == "local" and ov is not None else r.how
+                hops.append(Hop("overlay", node.name, ov.namespace if ov else "?", summ, bp.show(),
+                                evidence=r.evidence, backend=str(b.addr)))
+        # task
+        tasks = [ns for ns in model.namespaces() if ns.role in (Role.TASK, Role.UNKNOWN) and ns.has_address(b.addr)]
+        if not tasks:
+            hops.append(Hop("task", backend_node, "?", "task not dumped", bp.show(), backend=str(b.addr)))
+            findings.append(Finding("info", "task-not-dumped", f"task namespace of backend {b.addr} not in the dumps",
+                                    backend_node))
+            continue
+        task = tasks[0]
+        if r is not None and r.how == "remote" and backend_node not in (task.node, str(r.vtep)):
+            findings.append(Finding("warning", "vtep-mismatch", f"fdb sends {b.addr} to {backend_node} but its task "
+                                    f"namespace {task.name} was dumped on {task.node}", task.node, task.name))
+        tp = Pkt(proto=proto, dst=b.addr, dport=bp.dport, src=bp.src, sport=bp.sport)
+        tpre = walk_hook(task, "prerouting", tp)
+        tp = tpre.pkt
+        red = tpre.acting("REDIRECT", "DNAT")
+        if red:
+            lbl = f"REDIRECT :{tp.dport}" if red[-1].target == "REDIRECT" else f"DNAT {tp.dst}:{tp.dport}"
+            if lbl not in redirect_parts:
+                redirect_parts.append(lbl)
+            hops.append(Hop("task-redirect", task.node, task.name, lbl, tp.show(),
+                            _refs(task.node, task.name, tpre.rules), backend=str(b.addr), notes=tpre.notes))
+        elif task.has_table("nat"):
+            sev = "error" if _redirect_expected(model, port) else "warning"
+            findings.append(Finding(sev, "no-redirect", f"task {task.name} on {task.node} has no REDIRECT in nat "
+                                    "PREROUTING", task.node, task.name))
+            hops.append(Hop("task-redirect", task.node, task.name, "no REDIRECT", tp.show(),
+                            _refs(task.node, task.name, tpre.rules), backend=str(b.addr)))
+        if task.has_table("filter") or any(" " in t for t in task.tables()):
+            tin = walk_hook(task, "input", tp, local=[b.addr] + [a.ip for a in task.addresses()])
+            hops.append(Hop("task-filter", task.node, task.name, f"INPUT {tin.verdict}", tin.pkt.show(),
+                            _refs(task.node, task.name, tin.rules), backend=str(b.addr), notes=tin.notes))
+            if tin.verdict in ("DROP", "REJECT"):
+                findings.append(Finding("error", "task-filter-drop", f"task {task.name} filter INPUT drops "
+                                        f"{tin.pkt.show()}", task.node, task.name,
+                                        tin.rules[-1].text if tin.rules else None))
+    parts.append(" / ".join(snat_parts))
+    if vni_parts:
+        parts.append(" / ".join(vni_parts))
+    if redirect_parts:
+        parts.append(" / ".join(redirect_parts))
+    return _finish(model, to, node, proto, port, client, hops, findings, parts, include_checks)
+
+
+def _finish(model: MeshModel, to: str, node: Node, proto: str, port: int, client: str | None, hops: list[Hop],
+            findings: list[Finding], parts: list[str], include_checks: bool) -> Explanation:
+    if include_checks:
+        seen = {(f.code, f.message) for f in findings}
+        per_ns = {(f.code, f.node, f.namespace) for f in findings if f.code in ("no-snat", "no-redirect")}
+        findings = findings + [f for f in check(model) if (f.code, f.message) not in seen
+                               and (f.code, f.node, f.namespace) not in per_ns]
+    return Explanation(target=to, node=node.name, proto=proto, port=port, client=client, hops=hops,
+                       findings=findings, summary=" -> ".join(parts))
+
+
+# ---------------------------------------------------------------------- model-wide checks
+
+
+def check(model: MeshModel) -> list[Finding]:
+    """Inconsistencies of the whole model: published port without MARK, fwmark without LB service,
+    unreachable backends, VNI mismatches, tasks without REDIRECT, SNAT missing, fwmarks differing
+    across nodes (info), unparsed dump lines (info)."""
+    out: list[Finding] = []
+    marks = model.marks()
+    for pp in model.published_ports():
+        node = model.nodes[pp.node]
+        sbox = _sbox_of(node, pp.to_addr)
+        if sbox is None:
+            out.append(Finding("info", "not-dumped", f"ingress_sbox of {pp.node} not dumped (published {pp.proto}/"
+                               f"{pp.port})", pp.node))
+            continue
+        has = [m for m in marks if m.node == pp.node and m.namespace == sbox.name and m.port == pp.to_port
+               and (m.proto in (None, pp.proto))]
+        if not has:
+            dumped = sbox.has_table("mangle") or any(" " in t for t in sbox.tables())
+            out.append(Finding("error" if dumped else "info", "no-mark" if dumped else "not-dumped",
+                               f"published port {pp.proto}/{pp.port} has no MARK rule in {sbox.name} mangle "
+                               f"PREROUTING on {pp.node}" if dumped else
+                               f"mangle table of {pp.node}/{sbox.name} not dumped", pp.node, sbox.name,
+                               pp.rule.text))
+    for m in marks:
+        ns = model.nodes[m.node].namespaces[m.namespace]
+        if any(s.fwmark == m.fwmark for s in ns.lb_services()):
+            continue
+        if ns.has_lb_dump():
+            out.append(Finding("error", "no-lb-service", f"fwmark {m.fwmark:#x} ({m.fwmark}) has no IPVS/nft service "
+                               f"in {m.namespace} on {m.node}", m.node, m.namespace, m.rule.text))
+    for s in model.lb_services():
+        for b in s.backends:
+            if reach(model, s.node, b.addr) is None:
+                ov = _overlay_ns(model, s.node, b.addr)
+                out.append(Finding("error", "backend-unreachable", _unreachable_msg(b.addr, s, ov), s.node, ov))
+        ns = model.nodes[s.node].namespaces[s.namespace]
+        if ns.has_table("nat") and not any(r.target in ("SNAT", "MASQUERADE") for r in ns.rules()):
+            out.append(Finding("error", "no-snat", f"{s.namespace} on {s.node} balances {s.label()} but has no SNAT "
+                               "rule in nat POSTROUTING", s.node, s.namespace))
+    by_ns: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for o in model.overlays():
+        by_ns[o.namespace][o.vni].append(o.node)
+    for ns_name, vnis in by_ns.items():
+        if len(vnis) > 1:
+            detail = "; ".join(f"VNI {v} on {', '.join(nodes)}" for v, nodes in sorted(vnis.items()))
+            out.append(Finding("error", "vni-mismatch", f"overlay {ns_name}: {detail}", None, ns_name))
+    for o in model.overlays():
+        netid = o.namespace.split("-", 1)[-1]
+        for net in model.nodes[o.node].networks:
+            if net.id.startswith(netid) and net.vnis and o.vni not in net.vnis:
+                out.append(Finding("error", "vni-mismatch", f"{o.node}/{o.namespace} vxlan VNI {o.vni} but docker "
+                                   f"network {net.name} says {net.vnis}", o.node, o.namespace))
+    expected = _redirect_expected(model)
+    ingress_backends = {b.addr for s in model.lb_services()
+                        if model.nodes[s.node].namespaces[s.namespace].role == Role.INGRESS_SBOX for b in s.backends}
+    for ns in model.namespaces(Role.TASK):
+        if not ns.has_table("nat"):
+            continue
+        if not any(ns.has_address(a) for a in ingress_backends):
+            continue  # not behind a published port (or no ingress LB dumped): no REDIRECT expected
+        if not any(r.target in ("REDIRECT", "DNAT") for r in ns.rules("nat", "PREROUTING")):
+            out.append(Finding("error" if expected else "warning", "no-redirect",
+                               f"task {ns.name} on {ns.node} has no REDIRECT in nat PREROUTING", ns.node, ns.name))
+    by_port: dict[tuple[str | None, int | None], dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for m in marks:
+        if m.port is not None and model.nodes[m.node].namespaces[m.namespace].role == Role.INGRESS_SBOX:
+            by_port[(m.proto, m.port)][m.fwmark].append(m.node)
+    for (pr, p), fw in by_port.items():
+        if len(fw) > 1:
+            detail = "; ".join(f"{v:#x} on {', '.join(nodes)}" for v, nodes in sorted(fw.items()))
+            out.append(Finding("info", "fwmark-differs", f"{pr or 'any'}/{p} carries different fwmarks across nodes "
+                               f"(allowed): {detail}"))
+    counts: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for node_name, ns_name, origin, line in model.unparsed():
+        counts[(node_name, ns_name, origin)].append(line)
+    for (node_name, ns_name, origin), lines in counts.items():
+        first = lines[0].strip()[:80]
+        out.append(Finding("info", "unparsed", f"{len(lines)} line(s) not understood in {origin}: {first!r}",
+                           node_name, ns_name or None))
+    return out
