@@ -105,11 +105,11 @@ def build_translations(hops: pd.DataFrame, topo: Topology) -> pd.DataFrame:
         }))
     parts = [tup, *vxl]
     if topo.published:
-        last = h.groupby("conn_id").tail(1)
+        last = h[~h["stray"].to_numpy()].groupby("conn_id").tail(1)
         last = last[(last["role"] == "task") & last["dport"].isin(list(topo.published))]
-        target = last["dport"].map(topo.published)
-        last = last[target.to_numpy() != last["dport"].to_numpy()]
-        target = target[target.to_numpy() != last["dport"].to_numpy()] if len(last) else target.iloc[:0]
+        target = last["dport"].map(topo.published).to_numpy()
+        keep = target != last["dport"].to_numpy()
+        last, target = last[keep], target[keep]
         if len(last):
             parts.append(pd.DataFrame({
                 "conn_id": last["conn_id"].to_numpy(), "hop": last["hop"].to_numpy(), "kind": "redirect",

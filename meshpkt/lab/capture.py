@@ -101,6 +101,12 @@ def run_capture(status: dict[str, Any], points: list[str] | None, out: Path, cmd
     Returns ``{"out", "rc", "status", "points": [{"point", "file", "packets", "dropped", ...}]}``.
     """
     chosen = select_points(status, points, all_points)
+    gone = [pt for pt in chosen if not Path("/run/netns", pt["netns"]).exists()]
+    if gone and (all_points or not points):
+        # a killed task's namespace no longer exists: nothing can be captured there
+        chosen = [pt for pt in chosen if pt not in gone]
+    elif gone:
+        raise LabError(f"capture point {gone[0]['point']}: namespace {gone[0]['netns']} does not exist")
     out.mkdir(parents=True, exist_ok=True)
     procs = _start(chosen, out, snaplen, bpf, listen_timeout)
     rc = 0
@@ -122,4 +128,5 @@ def run_capture(status: dict[str, Any], points: list[str] | None, out: Path, cmd
                         "packets": stats.get("captured"), "dropped": stats.get("dropped by kernel")})
     spath = out / "status.json"
     spath.write_text(json.dumps(status, indent=1) + "\n")
-    return {"out": str(out), "rc": rc, "status": str(spath), "points": results}
+    return {"out": str(out), "rc": rc, "status": str(spath), "points": results,
+            "skipped": [pt["point"] for pt in gone]}
