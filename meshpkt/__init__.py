@@ -4,7 +4,7 @@ The public API is re-exported lazily so that ``import meshpkt`` stays cheap:
 
 - ``meshpkt.read(paths, ...)``      -> packets DataFrame (columnar decoder)
 - ``meshpkt.analyze(captures, ...)`` -> Analysis with ``packets``, ``hops``, ``connections``
-- ``meshpkt.filter(...)``            -> a BPF expression builder (see ``meshpkt.bpf``)
+- ``meshpkt.filter(**flags)``        -> a tcpdump expression for fields inside VXLAN (``meshpkt.bpf``)
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ _LAZY = {
     "decode_file": ("meshpkt.decode", "decode_file"),
     "analyze": ("meshpkt.flows", "analyze"),
     "summarize": ("meshpkt.flows.summary", "summarize"),
+    "filter": ("meshpkt.bpf", "filter_string"),
+    "FilterSpec": ("meshpkt.bpf", "FilterSpec"),
 }
 
 __all__ = ["__version__", *_LAZY]
