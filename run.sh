@@ -37,7 +37,7 @@ case "${1:-}" in
     test)
         apt_install tcpdump tshark iptables nftables iproute2 ipvsadm curl procps
         venv "[test]"
-        "$VENV/bin/ruff" check meshpkt tests benchmarks
+        "$VENV/bin/ruff" check meshpkt tests benchmarks notebooks
         shift
         exec "$VENV/bin/python" -m pytest "$@"
         ;;

@@ -5,8 +5,8 @@
 - :func:`balance_plot` (analysis) -> Figure: requests per backend per entry node, and over time
 
 Every function returns a :class:`matplotlib.figure.Figure` that is not registered with pyplot (an
-Agg canvas is attached): save it with ``fig.savefig("x.png")`` or show it in Jupyter by
-evaluating it. matplotlib is imported only when a figure is drawn.
+Agg canvas is attached): save it with ``fig.savefig("x.png")``, or in Jupyter run
+``%matplotlib inline`` once and evaluate it. matplotlib is imported only when a figure is drawn.
 """
 
 from __future__ import annotations
