@@ -42,12 +42,9 @@ _PEER_RANK = {("host", True): 0, ("overlay", "vxlan0"): 1, ("overlay", "br0"): 2
               ("host", False): 6}
 
 
-def _place_key(role: str, iface: str, enc: bool) -> tuple[str, object]:
-    if role == "ingress_sbox":
-        return role, ("eth1" if iface == "eth1" else "eth0")
-    if role == "overlay":
-        return role, (iface if iface in ("br0", "vxlan0") else "other")
-    return role, enc
+def _flat(table: dict[tuple[str, object], int]) -> dict[str, int]:
+    """``(role, iface kind or encapsulated)`` keys as ``"role|kind"`` strings, for vectorised lookup."""
+    return {f"{role}|{kind}": rank for (role, kind), rank in table.items()}
 
 
 def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
@@ -63,8 +60,10 @@ def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
     role = lf["role"].to_numpy()
     node = lf["node"].to_numpy().astype(object)
     owner = node.copy()
-    for k in np.flatnonzero(role == "underlay"):
-        owner[k] = topology.node_of_ip(int(lf["outer_src"].iat[k])) if enc[k] else None
+    und = role == "underlay"
+    ip_nodes = {**topology.lb_ips, **{ip: t.node for ip, t in topology.tasks.items()}, **topology.node_ips}
+    sender = pd.Series(lf["outer_src"].to_numpy()).map(ip_nodes).to_numpy(dtype=object)
+    owner[und] = np.where(enc[und], sender[und], None)
     owner[role == "client"] = "~client"
     work = pd.DataFrame({"conn": lf["conn"].to_numpy(), "owner": owner, "t": t, "role": role})
     # entry node: the node of the earliest host-namespace hop that is not encapsulated
@@ -75,12 +74,13 @@ def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
     gtime = work.groupby(["conn", "owner"], dropna=False)["t"].transform("min").to_numpy()
     gtime = np.where(role == "client", -np.inf, gtime)
     is_entry = work["owner"].to_numpy() == conn_entry
-    rank = np.empty(len(lf), dtype=np.float64)
-    ifaces = lf["iface"].to_numpy()
-    for k in range(len(lf)):
-        key = _place_key(role[k], ifaces[k], bool(enc[k]))
-        table = _ENTRY_RANK if is_entry[k] else _PEER_RANK
-        rank[k] = table.get(key, 5)
+    ifaces = lf["iface"].to_numpy().astype(str)
+    kind = np.where(role == "ingress_sbox", np.where(ifaces == "eth1", "eth1", "eth0"),
+                    np.where(role == "overlay", np.where(np.isin(ifaces, ("br0", "vxlan0")), ifaces, "other"),
+                             np.where(enc, "True", "False")))
+    key = pd.Series(role.astype(str)) + "|" + pd.Series(kind)
+    rank = np.where(is_entry, key.map(_flat(_ENTRY_RANK)).fillna(5).to_numpy(),
+                    key.map(_flat(_PEER_RANK)).fillna(5).to_numpy()).astype(np.float64)
     # connections that start elsewhere (task -> VIP): time order only
     first_role = work.assign(r=role).sort_values("t").drop_duplicates("conn").set_index("conn")["r"]
     timed = ~first_role.reindex(work["conn"]).isin(["client", "host", "underlay"]).to_numpy()
