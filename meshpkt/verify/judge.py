@@ -1,0 +1,733 @@
+"""Pure judging: what the captures saw (the packet table of :mod:`meshpkt.decode`) + rule counters
+before/after + connection results -> a verdict and evidence for every check.
+
+Probes are recognised on every hop by their TCP sequence number (NAT rewrites addresses and ports,
+never sequence numbers): a probe's SYN has ``seq == s``, its SYN-ACK ``ack == s + 1``, a RST
+answering it ``ack == s + 1``. Real connections (MTU probes) are found by their client port at the
+client, then followed by their first data segment's sequence number.
+
+A check only judges the probes whose prerequisite checks passed (a SYN that was never DNATed says
+nothing about the MARK rule): with none left it is UNTESTED, not FAIL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from meshpkt.verify.types import FAIL, PASS, UNTESTED, Check, Evidence, Probe
+
+SYN, RST, ACK = 0x02, 0x04, 0x10
+
+
+def _ip(v: int) -> str:
+    return str(ipaddress.IPv4Address(int(v)))
+
+
+def flags_str(f: int) -> str:
+    """tcpdump-style flags: ``S``, ``S.``, ``R``, ``P.``, ``F.``."""
+    out = "".join(c for bit, c in ((0x02, "S"), (0x01, "F"), (0x04, "R"), (0x08, "P")) if f & bit)
+    if f & ACK:
+        out += "."
+    return out or "none"
+
+
+@dataclass(frozen=True)
+class Pkt:
+    """One captured TCP packet (innermost headers; ``vx`` when it was inside VXLAN)."""
+
+    point: str
+    ts: int
+    vx: bool
+    vni: int
+    osrc: int
+    odst: int
+    osport: int
+    odport: int
+    src: int
+    dst: int
+    sport: int
+    dport: int
+    eth_dst: int
+    seq: int
+    ack: int
+    flags: int
+    plen: int
+    wirelen: int
+    df: bool
+    mss: int = -1
+    tsopt: bool = False
+
+    def summary(self) -> str:
+        """``10.211.55.2:40001 > 10.211.55.10:9090 S`` (``... VXLAN vni 4096 | inner`` when encapsulated)."""
+        inner = f"{_ip(self.src)}:{self.sport} > {_ip(self.dst)}:{self.dport} {flags_str(self.flags)}"
+        if self.plen > 0:
+            inner += f" len {self.plen}"
+        if self.vx:
+            return f"{_ip(self.osrc)}:{self.osport} > {_ip(self.odst)}:{self.odport} VXLAN vni {self.vni} | {inner}"
+        return inner
+
+    def ev(self) -> Evidence:
+        """As evidence."""
+        return Evidence(self.point, self.summary())
+
+
+class Packets:
+    """Index of the captured TCP packets by point, sequence and acknowledgement number."""
+
+    def __init__(self, pkts: Iterable[Pkt]) -> None:
+        self.all = sorted(pkts, key=lambda p: p.ts)
+        self.by_seq: dict[int, list[Pkt]] = defaultdict(list)
+        self.by_ack: dict[int, list[Pkt]] = defaultdict(list)
+        self.by_point: dict[str, list[Pkt]] = defaultdict(list)
+        for p in self.all:
+            self.by_seq[p.seq].append(p)
+            self.by_ack[p.ack].append(p)
+            self.by_point[p.point].append(p)
+
+    @classmethod
+    def from_table(cls, df: Any) -> Packets:
+        """From the packet table (``meshpkt.decode.read``); non-TCP rows are ignored."""
+        if df is None or len(df) == 0:
+            return cls([])
+        t = df[df["tcp_flags"] >= 0]
+        vx = (t["vni"] >= 0).to_numpy()
+        cols = {c: t[c].to_numpy() for c in ("outer_src", "outer_dst", "outer_sport", "outer_dport", "inner_src",
+                                             "inner_dst", "inner_sport", "inner_dport", "eth_dst", "inner_eth_dst",
+                                             "tcp_seq", "tcp_ack", "tcp_flags", "payload_len", "wirelen",
+                                             "outer_df", "ts_ns", "vni", "tcp_mss", "tcp_tsval")}
+        points = t["point"].astype(str).to_numpy()
+        out = []
+        for i in range(len(t)):
+            x = bool(vx[i])
+            out.append(Pkt(
+                point=str(points[i]), ts=int(cols["ts_ns"][i]), vx=x, vni=int(cols["vni"][i]),
+                osrc=int(cols["outer_src"][i]), odst=int(cols["outer_dst"][i]),
+                osport=int(cols["outer_sport"][i]), odport=int(cols["outer_dport"][i]),
+                src=int(cols["inner_src"][i] if x else cols["outer_src"][i]),
+                dst=int(cols["inner_dst"][i] if x else cols["outer_dst"][i]),
+                sport=int(cols["inner_sport"][i] if x else cols["outer_sport"][i]),
+                dport=int(cols["inner_dport"][i] if x else cols["outer_dport"][i]),
+                eth_dst=int(cols["inner_eth_dst"][i] if x else cols["eth_dst"][i]),
+                seq=int(cols["tcp_seq"][i]), ack=int(cols["tcp_ack"][i]), flags=int(cols["tcp_flags"][i]),
+                plen=int(cols["payload_len"][i]), wirelen=int(cols["wirelen"][i]), df=bool(cols["outer_df"][i]),
+                mss=int(cols["tcp_mss"][i]), tsopt=int(cols["tcp_tsval"][i]) >= 0))
+        return cls(out)
+
+    def syns(self, seq: int, point: str, vx: bool | None = False) -> list[Pkt]:
+        """Copies of the SYN with sequence number ``seq`` seen at ``point``."""
+        return [p for p in self.by_seq.get(seq, []) if p.point == point and p.flags & (SYN | ACK) == SYN
+                and (vx is None or p.vx == vx)]
+
+    def synacks(self, seq: int, point: str, vx: bool | None = False) -> list[Pkt]:
+        """SYN-ACKs answering the SYN ``seq`` seen at ``point``."""
+        return [p for p in self.by_ack.get((seq + 1) & 0xFFFFFFFF, []) if p.point == point
+                and p.flags & (SYN | ACK) == SYN | ACK and (vx is None or p.vx == vx)]
+
+    def rsts(self, seq: int, point: str) -> list[Pkt]:
+        """RSTs answering the SYN ``seq`` (``ack == seq + 1``) seen at ``point``."""
+        return [p for p in self.by_ack.get((seq + 1) & 0xFFFFFFFF, []) if p.point == point and p.flags & RST]
+
+    def related(self, seqs: set[int]) -> list[Pkt]:
+        """Every packet of the probes ``seqs``: their SYNs, answers and the client's RSTs."""
+        out = []
+        for p in self.all:
+            if p.seq in seqs or (p.flags & RST and (p.seq - 1) & 0xFFFFFFFF in seqs) or (
+                    p.ack and (p.ack - 1) & 0xFFFFFFFF in seqs):
+                out.append(p)
+        return out
+
+
+def _mac_int(mac: str) -> int:
+    return int(mac.replace(":", ""), 16)
+
+
+class Judge:
+    """Judges checks in order (prerequisites first)."""
+
+    def __init__(self, checks: list[Check], probes: Mapping[str, Probe], pk: Packets,
+                 counters_before: Mapping[tuple[str, str, str, str], int],
+                 counters_after: Mapping[tuple[str, str, str, str], int],
+                 conns: Mapping[str, dict[str, Any]] | None = None,
+                 mtus: Mapping[str, list[tuple[str, str, str, int]]] | None = None, underlay_rules: list[dict[str, Any]] | None = None) -> None:
+        self.checks = checks
+        self.by_id = {c.id: c for c in checks}
+        self.probes = probes
+        self.pk = pk
+        self.cb = counters_before
+        self.ca = counters_after
+        self.conns = conns or {}
+        self.mtus = mtus or {}
+        self.underlay_rules = underlay_rules or []
+        self.seqs = {p.seq for p in probes.values() if p.seq is not None}
+
+    # -------------------------------------------------------------- helpers
+    def ok_probes(self, c: Check) -> tuple[list[Probe], list[str]]:
+        """Probes of ``c`` whose prerequisites all passed; and the failed/untested prerequisites."""
+        out: list[Probe] = []
+        blocked: list[str] = []
+        for pid, pre in c.probes.items():
+            p = self.probes.get(pid)
+            if p is None:
+                continue
+            bad = [x for x in pre if x in self.by_id and self.by_id[x].verdict != PASS]
+            if bad:
+                blocked.extend(b for b in bad if b not in blocked)
+                continue
+            out.append(p)
+        return out, blocked
+
+    def untested(self, c: Check, why: str) -> None:
+        c.verdict = UNTESTED
+        c.message = c.reason = why
+
+    def fail(self, c: Check, why: str) -> None:
+        c.verdict = FAIL
+        c.reason = why
+        c.message = f"{c.location()}: {c.rule}: {why}"
+
+    def blocked_msg(self, blocked: list[str]) -> str:
+        return "not reached: upstream " + ", ".join(
+            f"{b} {self.by_id[b].verdict}" for b in blocked[:3]) + (" ..." if len(blocked) > 3 else "")
+
+    def counters(self, c: Check) -> None:
+        if c.counter_key is not None:
+            c.counter_before = self.cb.get(c.counter_key)
+            c.counter_after = self.ca.get(c.counter_key)
+
+    def _counter_ok(self, c: Check, n: int) -> bool:
+        d = c.counter_delta
+        return d is None or d >= n
+
+    # -------------------------------------------------------------- per kind
+    def judge(self) -> list[Check]:
+        for c in self.checks:
+            self.counters(c)
+            getattr(self, f"j_{c.kind}")(c)
+        return self.checks
+
+    def _chain_step(self, c: Check, before_pt: str, before_dst: str, after_pt: str, after_ok: Any, what: str,
+                    missing_alt: Any = None, silent_ok: bool = False, skip_unseen: bool = False) -> None:
+        """Generic: probes seen at ``before_pt`` (dst ``before_dst``) must be seen again at ``after_pt``
+        (translated: another destination) with ``after_ok(pkt)``; ``what`` describes success.
+
+        ``missing_alt(probe)``: packets showing what happened instead (e.g. a local RST). ``silent_ok``:
+        a probe not seen after, with nothing happening instead, still passed this rule (it was handled
+        and then stalled further on, e.g. no neighbour for the chosen backend). ``skip_unseen``: such a
+        probe does not count at all (it never reached this rule)."""
+        probes, blocked = self.ok_probes(c)
+        dst = int(ipaddress.IPv4Address(before_dst)) if before_dst else None
+        reached = ok = stalled = 0
+        first_ok: tuple[Pkt, Evidence] | None = None
+        first_bad: tuple[Pkt, list[Pkt], Probe] | None = None
+        for p in probes:
+            assert p.seq is not None
+            bef = [x for x in self.pk.syns(p.seq, before_pt) if dst is None or x.dst == dst]
+            if not bef:
+                continue
+            b0 = bef[0]
+            copies = [x for x in self.pk.syns(p.seq, after_pt) if x.dst != b0.dst and x.ts >= b0.ts - 1_000_000]
+            if skip_unseen and not copies:
+                continue
+            reached += 1
+            good = [x for x in copies if after_ok(x)]
+            alt = missing_alt(p) if missing_alt else []
+            if good:
+                ok += 1
+                if first_ok is None:
+                    first_ok = (b0, good[0].ev())
+            elif silent_ok and not copies and not alt:
+                ok += 1
+                stalled += 1
+                if first_ok is None:
+                    first_ok = (b0, Evidence(after_pt, "(handled, then not transmitted: no neighbour for the "
+                                                       "chosen backend?)"))
+            elif first_bad is None:
+                first_bad = (b0, alt or copies, p)
+        c.reached, c.passed = reached, ok
+        if first_bad is not None:
+            c.before = first_bad[0].ev()
+            c.after = first_bad[1][0].ev() if first_bad[1] else Evidence(after_pt, "(not seen)")
+        elif first_ok is not None:
+            c.before, c.after = first_ok[0].ev(), first_ok[1]
+        if c.present is False:
+            self.fail(c, "rule missing from the dumps" + (f"; {reached - ok}/{reached} probes not {what}"
+                                                          if reached else ""))
+            return
+        if reached == 0:
+            self.untested(c, self.blocked_msg(blocked) if blocked else f"no probe reached {before_pt}")
+            return
+        if ok < reached:
+            self.fail(c, f"{reached - ok}/{reached} probes not {what}")
+            return
+        if not self._counter_ok(c, ok):
+            self.fail(c, f"{ok} probes {what} but the rule counted {c.counter_delta} packets (another rule acts)")
+            return
+        c.verdict = PASS
+        c.message = f"{ok}/{reached} probes {what}" + (f" ({stalled} not transmitted after it)" if stalled else "")
+
+    def j_dnat(self, c: Check) -> None:
+        to = int(ipaddress.IPv4Address(c.params["to"])) if c.params["to"] else -1
+        port = c.params["port"]
+
+        def alt(p: Probe) -> list[Pkt]:
+            assert p.seq is not None
+            return self.pk.rsts(p.seq, c.params["entry_point"])
+
+        self._chain_step(c, c.params["entry_point"], c.params["dst"], c.params["after_point"],
+                         lambda x: x.dst == to and x.dport == port, f"DNATed to {c.params['to']}:{port}", alt)
+
+    def j_mark(self, c: Check) -> None:
+        def alt(p: Probe) -> list[Pkt]:
+            assert p.seq is not None
+            return self.pk.rsts(p.seq, c.params["before_point"])
+
+        to = int(ipaddress.IPv4Address(c.params["to"])) if c.params["to"] else -1
+        self._chain_step(c, c.params["before_point"], c.params["to"], c.params["after_point"],
+                         lambda x: x.dst != to, f"marked {c.params['fwmark']:#x} and balanced", alt, silent_ok=True)
+
+    def j_vipmark(self, c: Check) -> None:
+        vip = int(ipaddress.IPv4Address(c.params["dst"]))
+
+        def alt(p: Probe) -> list[Pkt]:
+            assert p.seq is not None
+            return self.pk.rsts(p.seq, c.params["before_point"]) + self.pk.synacks(p.seq, c.params["before_point"])
+
+        self._chain_step(c, c.params["before_point"], c.params["dst"], c.params["after_point"],
+                         lambda x: x.dst != vip, f"marked {c.params['fwmark']:#x} and balanced", alt, silent_ok=True)
+
+    def j_snat(self, c: Check) -> None:
+        to = int(ipaddress.IPv4Address(c.params["to"]))
+        before = int(ipaddress.IPv4Address(c.params["dst"]))
+        net = ipaddress.IPv4Network(c.params["subnet"])
+        self._chain_step(c, c.params["before_point"], c.params["dst"], c.params["after_point"],
+                         lambda x: x.dst != before and ipaddress.IPv4Address(x.dst) in net and x.src == to,
+                         f"source-translated to {c.params['to']}", skip_unseen=True)
+
+    def j_lb(self, c: Check) -> None:
+        probes, blocked = self.ok_probes(c)
+        vip = int(ipaddress.IPv4Address(c.params["dst"]))
+        backends = {int(ipaddress.IPv4Address(b)) for b in c.params["backends"]}
+        chosen: dict[int, Pkt] = {}
+        reached = balanced = 0
+        stray: Pkt | None = None
+        first: Pkt | None = None
+        for p in probes:
+            assert p.seq is not None
+            bef = [x for x in self.pk.syns(p.seq, c.params["before_point"]) if x.dst == vip]
+            if not bef:
+                continue
+            reached += 1
+            first = first or bef[0]
+            aft = [x for x in self.pk.syns(p.seq, c.params["after_point"]) if x.dst != vip]
+            if not aft:
+                continue  # balanced but not transmitted (judged by the MARK and server checks)
+            balanced += 1
+            if aft[0].dst in backends:
+                chosen.setdefault(aft[0].dst, aft[0])
+            elif stray is None:
+                stray = aft[0]
+        c.reached, c.passed = reached, balanced
+        if first is not None:
+            c.before = first.ev()
+        if chosen:
+            c.after = next(iter(chosen.values())).ev()
+        names = ", ".join(sorted((_ip(b) for b in chosen), key=ipaddress.IPv4Address))
+        if c.present is False:
+            self.fail(c, "load balancer service missing from the dumps")
+            return
+        if reached == 0:
+            self.untested(c, self.blocked_msg(blocked) if blocked else f"no probe reached {c.params['before_point']}")
+            return
+        if stray is not None:
+            c.after = stray.ev()
+            self.fail(c, f"balanced to {_ip(stray.dst)}, not a backend of {c.params['label']}")
+            return
+        if balanced == 0:
+            self.untested(c, f"{reached} probes reached the LB but none left it (no neighbour for the backends?)")
+            return
+        missing = [b for b in sorted(backends) if b not in chosen]
+        if missing and balanced >= len(backends):
+            self.fail(c, f"{balanced} probes reached only {names}; never {', '.join(_ip(m) for m in missing)}")
+            return
+        exp = set(c.params.get("expected_backends") or [])
+        extra = sorted(set(c.params["backends"]) - exp)
+        lacking = sorted(exp - set(c.params["backends"]))
+        c.verdict = PASS
+        c.message = f"{reached} probes balanced round-robin to {{{names}}}"
+        if balanced < reached:
+            c.message += f", {reached - balanced} not transmitted (backend without neighbour?)"
+        if extra or lacking:
+            c.message += " (backends differ from the lab's tasks:" + (f" extra {extra}" if extra else "") + (
+                f" missing {lacking}" if lacking else "") + ")"
+
+    def j_fdb(self, c: Check) -> None:
+        mac = _mac_int(c.params["mac"])
+        vtep = int(ipaddress.IPv4Address(c.params["vtep"]))
+        vni = int(c.params["vni"])
+        frames = [p for p in self.pk.by_point.get(c.params["before_point"], [])
+                  if p.eth_dst == mac and not p.vx and self._related(p)]
+        enc = [p for p in self.pk.by_point.get(c.params["after_point"], []) if p.vx and p.vni == vni
+               and p.eth_dst == mac]
+        keyed: dict[tuple[int, int, int], list[Pkt]] = defaultdict(list)
+        for e in enc:
+            keyed[(e.seq, e.ack, e.flags)].append(e)
+        reached = ok = 0
+        bad: tuple[Pkt, Pkt | None] | None = None
+        good: tuple[Pkt, Pkt] | None = None
+        for f in frames:
+            reached += 1
+            copies = [e for e in keyed.get((f.seq, f.ack, f.flags), []) if e.ts >= f.ts - 1_000_000]
+            right = [e for e in copies if e.odst == vtep]
+            if right:
+                ok += 1
+                good = good or (f, right[0])
+            elif bad is None:
+                bad = (f, copies[0] if copies else None)
+        c.reached, c.passed = reached, ok
+        if bad is not None:
+            c.before = bad[0].ev()
+            c.after = bad[1].ev() if bad[1] else Evidence(c.params["after_point"], "(no VXLAN copy)")
+        elif good is not None:
+            c.before, c.after = good[0].ev(), good[1].ev()
+        if c.present is False:
+            dev = c.params["before_point"].rsplit(".", 1)[-1]
+            if reached and ok == reached:
+                how = f"; {ok}/{reached} frames still reached {c.params['peer']} through a learned entry" + (
+                    f" ({c.params['learned']})" if c.params.get("learned") else "") + ", which expires"
+            elif reached:
+                how = f"; {reached - ok}/{reached} frames entering {dev} were not encapsulated to {c.params['vtep']}"
+            else:
+                how = ""
+            self.fail(c, f"permanent fdb entry missing from the dumps{how}")
+            return
+        if reached == 0:
+            self.untested(c, f"no probe frame to {c.params['mac']} crossed {c.params['before_point']}")
+            return
+        if ok < reached:
+            where = (f"encapsulated to {_ip(bad[1].odst)} instead of {c.params['vtep']}" if bad and bad[1]
+                     else "not encapsulated")
+            self.fail(c, f"{reached - ok}/{reached} frames to {c.params['mac']} {where}")
+            return
+        c.verdict = PASS
+        c.message = f"{ok}/{reached} frames encapsulated to {c.params['vtep']} (VNI {vni})"
+
+    def _related(self, p: Pkt) -> bool:
+        s = self.seqs
+        return p.seq in s or (p.flags & RST != 0 and (p.seq - 1) & 0xFFFFFFFF in s) or (
+            p.ack != 0 and (p.ack - 1) & 0xFFFFFFFF in s)
+
+    def j_link(self, c: Check) -> None:
+        src = int(ipaddress.IPv4Address(c.params["src"]))
+        dst = int(ipaddress.IPv4Address(c.params["dst"]))
+        out = [p for p in self.pk.by_point.get(c.params["before_point"], [])
+               if p.vx and p.osrc == src and p.odst == dst and self._related(p)]
+        arrived = {(p.osport, p.seq, p.ack, p.flags) for p in self.pk.by_point.get(c.params["after_point"], [])
+                   if p.vx and p.osrc == src and p.odst == dst}
+        reached = ok = 0
+        bad = good = None
+        for p in out:
+            reached += 1
+            if (p.osport, p.seq, p.ack, p.flags) in arrived:
+                ok += 1
+                good = good or p
+            elif bad is None:
+                bad = p
+        c.reached, c.passed = reached, ok
+        drop = self._underlay_drop(c.params["src"], c.params["dst"])
+        if drop is not None:
+            c.where = f"nft {drop['family']} {drop['table']} {drop['chain']}"
+            c.rule = drop["text"]
+            c.present = True
+        if bad is not None:
+            c.before = bad.ev()
+            c.after = Evidence(c.params["after_point"], "(not seen)")
+        elif good is not None:
+            c.before = good.ev()
+            c.after = Evidence(c.params["after_point"], good.summary())
+        if reached == 0:
+            self.untested(c, f"no VXLAN probe frame from {c.params['src']} to {c.params['dst']}")
+            return
+        if ok < reached:
+            why = f"{reached - ok}/{reached} VXLAN frames left {c.params['before_point']} and never reached " \
+                  f"{c.params['after_point']}"
+            if drop is not None:
+                why += f" (underlay rule drops them: counted {drop.get('delta', '?')} packets)"
+            self.fail(c, why)
+            return
+        c.verdict = PASS
+        c.message = f"{ok}/{reached} VXLAN frames arrived"
+
+    def _underlay_drop(self, src: str, dst: str) -> dict[str, Any] | None:
+        for r in self.underlay_rules:
+            t = r["text"]
+            if "drop" not in t:
+                continue
+            directed = "saddr" in t or "daddr" in t
+            if directed and f"saddr {src}" in t and f"daddr {dst}" in t:
+                return r
+            if not directed and src in t and dst in t:
+                return r
+        return None
+
+    def j_server(self, c: Check) -> None:
+        probes, _blocked = self.ok_probes(c)
+        pt = c.params["point"]
+        ip = int(ipaddress.IPv4Address(c.params["ip"]))
+        reached = ok = 0
+        bad = None
+        for p in probes:
+            assert p.seq is not None
+            sent = self.pk.syns(p.seq, pt)
+            if not sent:
+                continue
+            reached += 1
+            sa = [x for x in self.pk.synacks(p.seq, pt) if x.src == ip]
+            if sa:
+                ok += 1
+                c.before, c.after = sent[0].ev(), sa[0].ev()
+            elif bad is None:
+                bad = (sent[0], self.pk.rsts(p.seq, pt) + (self.pk.syns(p.seq, c.params["task_point"])
+                                                             if c.params["task_point"] else []))
+        c.reached, c.passed = reached, ok
+        lbs = c.params.get("lbs") or []
+        if bad is not None:
+            c.before = bad[0].ev()
+            rst = [x for x in bad[1] if x.flags & RST]
+            c.after = rst[0].ev() if rst else Evidence(pt, "(no SYN-ACK)")
+        if reached == 0:
+            self.untested(c, f"the probe was not sent from {pt}")
+            return
+        if ok == reached:
+            c.verdict = PASS
+            c.message = f"{c.params['ip']}:{c.params['port']} answered SYN-ACK"
+            return
+        if not c.params.get("alive", True):
+            self.fail(c, f"stale backend: task namespace {c.netns} is gone, no SYN-ACK from "
+                         f"{c.params['ip']}:{c.params['port']}; still a backend of "
+                         + (", ".join(lbs) if lbs else "no load balancer"))
+            return
+        reset = bad is not None and any(x.flags & RST for x in bad[1])
+        self.fail(c, (f"RST from {c.params['ip']}:{c.params['port']}: nothing listens" if reset else
+                      f"no SYN-ACK from {c.params['ip']}:{c.params['port']}")
+                  + (f" (backend of {', '.join(lbs)})" if lbs else ""))
+
+    def j_unpublished(self, c: Check) -> None:
+        probes, _ = self.ok_probes(c)
+        reached = ok = 0
+        for p in probes:
+            assert p.seq is not None
+            bef = [x for x in self.pk.syns(p.seq, c.params["entry_point"])]
+            if not bef:
+                continue
+            reached += 1
+            fwd = self.pk.syns(p.seq, c.params["after_point"]) if c.params["after_point"] else []
+            ans = self.pk.rsts(p.seq, c.params["entry_point"])
+            c.before = bef[0].ev()
+            if fwd:
+                c.after = fwd[0].ev()
+            else:
+                ok += 1
+                c.after = ans[0].ev() if ans else Evidence(c.params["after_point"], "(not forwarded)")
+        c.reached, c.passed = reached, ok
+        if c.params.get("dnat"):
+            self.fail(c, f"port {c.params['port']} is DNATed by `{c.params['dnat']}`")
+            return
+        if reached == 0:
+            self.untested(c, f"no probe reached {c.params['entry_point']}")
+            return
+        if ok < reached:
+            self.fail(c, f"SYN to unpublished port {c.params['port']} was forwarded to the ingress sandbox")
+            return
+        if c.present is False:
+            self.fail(c, "DOCKER-INGRESS has no RETURN rule")
+            return
+        c.verdict = PASS
+        c.message = f"port {c.params['port']} not DNATed (host answered itself)"
+
+    def j_redirect(self, c: Check) -> None:
+        if c.present is None and not c.params.get("alive", True):
+            self.untested(c, f"task namespace {c.netns} is gone")
+            return
+        probes, blocked = self.ok_probes(c)
+        pt = c.params["point"]
+        ip = int(ipaddress.IPv4Address(c.params["ip"]))
+        port = c.params["port"]
+        reached = ok = 0
+        bad = None
+        for p in probes:
+            assert p.seq is not None
+            bef = [x for x in self.pk.syns(p.seq, pt) if x.dst == ip and x.dport == port]
+            if not bef:
+                continue
+            reached += 1
+            sa = [x for x in self.pk.synacks(p.seq, pt) if x.src == ip and x.sport == port]
+            if sa:
+                ok += 1
+                if bad is None:
+                    c.before, c.after = bef[0].ev(), Evidence(sa[0].point, sa[0].summary()
+                                                              + f" (answered on :{c.params['target']})")
+            elif bad is None:
+                bad = (bef[0], self.pk.rsts(p.seq, pt))
+        c.reached, c.passed = reached, ok
+        if bad is not None:
+            c.before = bad[0].ev()
+            c.after = bad[1][0].ev() if bad[1] else Evidence(pt, "(no SYN-ACK)")
+        if c.present is False:
+            self.fail(c, "rule missing from the dumps" + (f"; {reached - ok}/{reached} SYNs to :{port} unanswered"
+                                                          if reached else ""))
+            return
+        if reached == 0:
+            self.untested(c, self.blocked_msg(blocked) if blocked else f"no probe reached {pt}")
+            return
+        if ok < reached:
+            self.fail(c, f"{reached - ok}/{reached} SYNs to :{port} unanswered")
+            return
+        if not self._counter_ok(c, ok):
+            self.fail(c, f"answered but the rule counted {c.counter_delta} packets")
+            return
+        c.verdict = PASS
+        c.message = f"{ok}/{reached} SYNs to :{port} answered by the server on :{c.params['target']}"
+
+    def j_mtu(self, c: Check) -> None:
+        probes, blocked = self.ok_probes(c)
+        ip = int(ipaddress.IPv4Address(c.params["ip"]))
+        path: list[tuple[str, bool]] = [(str(a), bool(b)) for a, b in c.params["path"]]
+        cpt = c.params["client_point"]
+        reached = ok = 0
+        bad: tuple[Probe, int, int, int] | None = None
+        for p in probes:
+            isn = self._client_isn(p, cpt)
+            if isn is None:
+                continue
+            syn = self.pk.syns(isn, c.params["sbox_point"])
+            if not syn or syn[0].dst != ip:
+                continue
+            reached += 1
+            res = self.conns.get(p.id, {})
+            data_seq = (isn + 1) & 0xFFFFFFFF
+            full, biggest = self._segment_sizes(isn, cpt, int(c.params.get("client_mss") or 1460))
+            arrived = self._big(data_seq, path[-1][0], path[-1][1], full)
+            if res.get("ok") and arrived is not None and biggest >= full:
+                ok += 1
+                if c.before is None:
+                    first = self._big(data_seq, cpt, False, full)
+                    c.before, c.after = (first or arrived).ev(), arrived.ev()
+            elif bad is None:
+                bad = (p, data_seq, full, biggest)
+        c.reached, c.passed = reached, ok
+        if reached == 0:
+            self.untested(c, self.blocked_msg(blocked) if blocked else "no MTU connection was balanced to "
+                          f"{c.params['task']}")
+            return
+        if bad is None:
+            c.verdict = PASS
+            c.message = f"{ok}/{reached} connections delivered full-size segments (DF) and got the answer"
+            return
+        p, data_seq, full, biggest = bad
+        res = self.conns.get(p.id, {})
+        if full and biggest < full:
+            c.before = Evidence(cpt, f"largest data segment {biggest} bytes, full size {full}")
+            c.after = Evidence("", "(smaller segments only)")
+            self._blame_mtu(c, path, full)
+            self.fail(c, f"the client sent only {biggest}-byte segments instead of {full}: the path MTU it "
+                         "learned is smaller than the overlay MTU + headers")
+            return
+        last_seen: tuple[str, bool, Pkt] | None = None
+        lost_at: tuple[str, bool] | None = None
+        for point, vx in path:
+            pkt = self._big(data_seq, point, vx, full)
+            if pkt is not None:
+                last_seen = (point, vx, pkt)
+            else:
+                lost_at = (point, vx)
+                break
+        if last_seen is None:
+            c.before = Evidence(cpt, f"(no full-size segment sent: {res.get('error') or res.get('status')})")
+            self.fail(c, f"connection failed before data: {res.get('error') or res.get('status')}")
+            return
+        c.before = last_seen[2].ev()
+        if lost_at is None:
+            c.after = Evidence("", f"segments arrived but no answer: {res.get('error') or res.get('status')}")
+            self.fail(c, f"full-size segments reached {c.params['task']} but no answer came back "
+                         f"({res.get('error') or res.get('status')})")
+            return
+        c.after = Evidence(lost_at[0], "(not seen)")
+        size = last_seen[2].wirelen - 14 + (50 if lost_at[1] and not last_seen[1] else 0)
+        culprit = self._mtu_culprit(last_seen[0], lost_at[0], size)
+        if culprit is not None:
+            self._set_culprit(c, culprit, size)
+        self.fail(c, f"full-size segment ({size}-byte IP packet, DF) seen at {last_seen[0]} never reached "
+                     f"{lost_at[0]}")
+
+    def _set_culprit(self, c: Check, culprit: tuple[str, str, str, int], size: int) -> None:
+        netns, short, iface, mtu = culprit
+        c.netns, c.namespace, c.where = netns, short, f"link {iface}"
+        c.rule = f"{iface} mtu {mtu} < {size}"
+
+    def _blame_mtu(self, c: Check, path: list[tuple[str, bool]], full: int) -> None:
+        """Name the first link of ``path`` whose MTU cannot carry a full-size segment."""
+        ip_len = full + 40 + 12
+        for point, vx in path:
+            size = ip_len + (50 if vx else 0)
+            for netns, short, iface, mtu in self.mtus.get(point, []):
+                if mtu < size:
+                    self._set_culprit(c, (netns, short, iface, mtu), size)
+                    return
+
+    def _client_isn(self, p: Probe, point: str) -> int | None:
+        for x in self.pk.by_point.get(point, []):
+            if x.sport == p.sport and x.dport == p.dport and x.flags & (SYN | ACK) == SYN and not x.vx:
+                return x.seq
+        return None
+
+    def _segment_sizes(self, isn: int, point: str, client_mss: int) -> tuple[int, int]:
+        """(full segment payload: the smaller of the server's MSS and the client interface's, minus the
+        timestamp option; largest data segment the client sent)."""
+        sa = [x for x in self.pk.by_ack.get((isn + 1) & 0xFFFFFFFF, []) if x.point == point
+              and x.flags & (SYN | ACK) == SYN | ACK]
+        if not sa or sa[0].mss <= 0:
+            return 0, 0
+        syn = [x for x in self.pk.by_seq.get(isn, []) if x.point == point and x.flags & (SYN | ACK) == SYN]
+        full = min(sa[0].mss, client_mss) - (12 if sa[0].tsopt else 0)
+        biggest = 0
+        sport = syn[0].sport if syn else -1
+        for x in self.pk.by_point.get(point, []):
+            if not x.vx and x.plen > 0 and x.sport == sport and 0 < ((x.seq - isn) & 0xFFFFFFFF) < 1 << 20:
+                biggest = max(biggest, x.plen)
+        return full, biggest
+
+    def _big(self, seq: int, point: str, vx: bool, min_len: int = 1000) -> Pkt | None:
+        for x in self.pk.by_seq.get(seq, []):
+            if x.point == point and x.vx == vx and x.plen >= max(1, min_len):
+                return x
+        return None
+
+    def _mtu_culprit(self, seen: str, lost: str, size: int) -> tuple[str, str, str, int] | None:
+        """(netns, short namespace, iface, mtu) of the first link too small for ``size`` at the point where
+        the segment was lost (its interface, then the veth peer), then at the last point it was seen."""
+        for pt in (lost, seen):
+            for netns, short, iface, mtu in self.mtus.get(pt, []):
+                if mtu < size:
+                    return netns, short, iface, mtu
+        return None
+
+
+
+def judge(checks: list[Check], probes: Mapping[str, Probe], table: Any,
+          counters_before: Mapping[tuple[str, str, str, str], int],
+          counters_after: Mapping[tuple[str, str, str, str], int], conns: Mapping[str, dict[str, Any]] | None = None,
+          mtus: Mapping[str, list[tuple[str, str, str, int]]] | None = None,
+          underlay_rules: list[dict[str, Any]] | None = None) -> list[Check]:
+    """Judge ``checks`` (in order) from the packet ``table`` and the counters; returns them, filled in.
+
+    ``conns``: probe id -> injector result of MTU connections. ``mtus``: capture point -> the MTUs of its
+    interface and of the veth peer, ``[(netns, short namespace, iface, mtu), ...]``, as dumped.
+    ``underlay_rules``: rules of the underlay switch (``{"family","table","chain","text","delta"}``).
+    """
+    pk = table if isinstance(table, Packets) else Packets.from_table(table)
+    return Judge(checks, probes, pk, counters_before, counters_after, conns, mtus, underlay_rules).judge()
+
