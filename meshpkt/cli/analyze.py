@@ -121,6 +121,10 @@ def analyze_cmd(
 ) -> None:
     """Decode captures and reconstruct every connection across the mesh's hops."""
     result, problems = run_analysis(captures, topology, vxlan_port, clock=not no_clock)
+    if problems and len(result.packets) == 0:  # nothing could be read: the errors are the answer
+        for p in problems:
+            print(f"meshpkt: error: {p}", file=sys.stderr)
+        raise typer.Exit(2)
     from meshpkt.report import hops_for_export, packets_for_export
 
     if packets:
