@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from meshpkt.flows.balance import balance
@@ -157,9 +158,14 @@ def analyze_packets(packets: pd.DataFrame, topology: Topology | None = None, *,
     hops = build_hops(rec)
     translations = build_translations(hops, topo)
     conns = build_connections(rec, hops, topo) if len(hops) else _empty_connections()
-    pk = packets.copy()
-    pk["conn_id"] = pd.Series(rec.assign["conn"] + 1, index=rec.assign.index).reindex(pk.index).astype("Int64")
-    pk["ts_corr_ns"] = pd.Series(rec.assign["ts_corr"], index=rec.assign.index).reindex(pk.index).astype("Int64")
+    pk = packets.copy(deep=False)  # pandas 3 copy-on-write: the new columns never touch `packets`
+    pos = packets.index.get_indexer(rec.assign.index)
+    absent = np.ones(len(pk), dtype=bool)
+    absent[pos] = False
+    for name, values, add in (("conn_id", rec.assign["conn"], 1), ("ts_corr_ns", rec.assign["ts_corr"], 0)):
+        col = np.zeros(len(pk), dtype=np.int64)
+        col[pos] = values.to_numpy() + add
+        pk[name] = pd.arrays.IntegerArray(col, absent.copy())
     summary = summarize(packets)
     summary["topology"] = "inferred" if topo.inferred else topo.source
     summary["connections"] = int(len(conns))

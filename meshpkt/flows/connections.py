@@ -7,7 +7,7 @@ import pandas as pd
 
 from meshpkt.flows.addr import ip4_int
 from meshpkt.flows.reconstruct import Reconstruction
-from meshpkt.flows.topology import GWBRIDGE_NET, Topology, _in_net
+from meshpkt.flows.topology import GWBRIDGE_NET, Topology
 
 
 def ip4_strings(values: np.ndarray | pd.Series) -> np.ndarray:
@@ -195,46 +195,7 @@ def build_connections(rec: Reconstruction, hops: pd.DataFrame, topo: Topology) -
     conns["retrans"] = hops.groupby("conn_id")["retrans_fwd"].max() + hops.groupby("conn_id")["retrans_bwd"].max()
     conns["packets"] = hops.groupby("conn_id")["packets"].max()
 
-    entry_nodes, backends, bnodes, btasks, last_seen, missing, verdicts = [], [], [], [], [], [], []
-    node_ips_set = set(topo.node_ips) | set(topo.sbox_ips) | set(topo.lb_ips)
-    grouped = {cid: grp for cid, grp in hops.groupby("conn_id", sort=False)}
-    for cid in conns.index:
-        grp = grouped[cid]
-        first = grp.iloc[0]
-        entry_ip = int(first["dst_ip"])
-        node = topo.node_of_ip(entry_ip)
-        if node is None:
-            non_client = grp[grp["role"] != "client"]
-            node = str(non_client.iloc[0]["node"]) if len(non_client) else None
-        entry_nodes.append(node)
-        last = grp.iloc[-1]
-        b_ip = int(last["dst_ip"])
-        backend = None
-        before_lb = b_ip in node_ips_set or (topo.inferred and _in_net(b_ip, GWBRIDGE_NET))
-        if (b_ip != entry_ip or int(last["dport"]) != int(first["dport"])) and not before_lb:
-            backend = str(last["dst"])
-        if backend is None and b_ip in topo.tasks:
-            backend = str(last["dst"])
-        backends.append(backend)
-        task = topo.tasks.get(b_ip) if backend else None
-        task_point = str(last["point"]) if last["role"] == "task" else None
-        if task_point is None and task is not None:
-            task_point = _task_point(topo, task.node, task.name)
-        bnode = task.node if task else (str(last["node"]) if last["role"] == "task" else None)
-        if bnode is None and backend is not None:
-            enc_hops = grp[grp["vni"].notna() & (grp["fwd_packets"] > 0)]
-            if len(enc_hops):
-                bnode = topo.node_of_ip(ip4_int(str(enc_hops.iloc[-1]["outer_dst"])))
-        bnodes.append(bnode)
-        btasks.append(task.name if task else (topo.point(task_point).namespace if task_point else None))
-        fwd_seen = grp[grp["fwd_packets"] > 0]
-        last_seen.append(str(fwd_seen.iloc[-1]["point"]) if len(fwd_seen) else str(first["point"]))
-        m, why = _missing(grp, topo, node, bnode, task_point, conns.at[cid, "status"])
-        missing.append(m)
-        verdicts.append(why)
-    for name, values in (("entry_node", entry_nodes), ("backend", backends), ("backend_node", bnodes),
-                         ("backend_task", btasks), ("last_seen_point", last_seen), ("missing_at", missing),
-                         ("verdict", verdicts)):
+    for name, values in _per_connection(conns, hops, topo).items():
         conns[name] = pd.Series(values, index=conns.index, dtype=object)
     conns.index.name = "conn_id"
     return conns.reset_index()
@@ -246,39 +207,160 @@ def _task_point(topo: Topology, node: str, task: str) -> str | None:
     return cands[0].point if cands else None
 
 
-def _missing(grp: pd.DataFrame, topo: Topology, entry_node: str | None, backend_node: str | None,
-             task_point: str | None, status: str) -> tuple[str | None, str]:
-    seen_fwd = {(str(r.point), not pd.isna(r.vni)) for r in grp.itertuples() if r.fwd_packets > 0}
-    seen_bwd = {(str(r.point), not pd.isna(r.vni)) for r in grp.itertuples() if r.bwd_packets > 0}
-    template = expected_path(topo, entry_node, backend_node, task_point)
-    template = [t for t in template if t[0] in topo.points]
-    healthy = status in ("established", "closed") or (status in ("udp", "icmp") and bool(seen_bwd))
-    if not template:
-        if healthy:
-            return None, "ok"
-        last = grp[grp["fwd_packets"] > 0]
-        where = str(last.iloc[-1]["point"]) if len(last) else str(grp.iloc[0]["point"])
-        return None, f"{status}: last seen at {where}; no topology to name the next hop"
-    idx = [k for k, t in enumerate(template) if t in seen_fwd]
-    if not idx:
-        return None, "not on the expected path"
-    deepest = max(idx)
-    if deepest + 1 < len(template):
-        nxt = template[deepest + 1]
-        here = template[deepest]
-        row = grp[grp["point"] == here[0]].iloc[-1]
-        enc_txt = f", VXLAN vni {row['vni']} {row['outer_src']} > {row['outer_dst']}" if here[1] else ""
-        return nxt[0], (f"{status}: forward packets ({row['src']} > {row['dst']}{enc_txt}) reached "
-                        f"{here[0]} but never arrived at {nxt[0]}")
-    if healthy and (template[0] in seen_bwd or not seen_bwd):
-        return None, "ok"
-    # forward made it all the way: follow the replies back
-    back = list(reversed(template))
-    idx_b = [k for k, t in enumerate(back) if t in seen_bwd]
-    if not idx_b:
-        return back[0][0], f"{status}: requests reached {back[0][0]} but no reply was seen there"
-    deepest_b = max(idx_b)
-    if deepest_b + 1 < len(back):
-        return back[deepest_b + 1][0], (f"{status}: replies reached {back[deepest_b][0]} but never arrived at "
-                                        f"{back[deepest_b + 1][0]}")
-    return None, "ok" if healthy else status
+def _map(values: np.ndarray, table: dict) -> np.ndarray:
+    """dict lookup over an array (None where absent), one Python call per distinct value."""
+    uniq, inv = np.unique(values, return_inverse=True)
+    looked = np.array([table.get(u.item() if hasattr(u, "item") else u) for u in uniq] + [None],
+                      dtype=object)[:-1]
+    return looked[inv.reshape(-1)]
+
+
+def _per_connection(conns: pd.DataFrame, hops: pd.DataFrame, topo: Topology) -> dict[str, np.ndarray]:
+    """entry_node, backend, backend_node, backend_task, last_seen_point, missing_at, verdict for
+    every connection of ``conns`` (index = conn_id); ``hops`` sorted by (conn_id, hop)."""
+    cid = hops["conn_id"].to_numpy()
+    n = len(conns)
+    pos_of = pd.Index(conns.index)
+    ci = pos_of.get_indexer(cid)  # connection position of every hop row
+    first_row = np.full(n, -1, np.int64)
+    last_row = np.full(n, -1, np.int64)
+    r = np.arange(len(hops))
+    first_row[ci[::-1]] = r[::-1]
+    last_row[ci] = r
+    col = {c: hops[c].to_numpy() for c in ("dst_ip", "dport", "dst", "src", "point", "role", "node",
+                                             "fwd_packets", "bwd_packets")}
+    point = hops["point"].astype(str).to_numpy(dtype=object)
+    enc = hops["vni"].notna().to_numpy()
+    fwd = col["fwd_packets"] > 0
+    bwd = col["bwd_packets"] > 0
+
+    # entry node: topology lookup of the dialled address, else the first non-client hop's node
+    ip_node = {**topo.lb_ips, **{ip: t.node for ip, t in topo.tasks.items()}, **topo.node_ips}
+    entry_ip = col["dst_ip"][first_row].astype(np.int64)
+    node = _map(entry_ip, ip_node)
+    nc = np.flatnonzero(col["role"] != "client")
+    first_nc = np.full(n, -1, np.int64)
+    first_nc[ci[nc][::-1]] = nc[::-1]
+    fill = (node == None) & (first_nc >= 0)  # noqa: E711
+    node[fill] = col["node"][first_nc[fill]].astype(str)
+
+    # backend: the last hop's destination unless it is still in front of the load balancer
+    b_ip = col["dst_ip"][last_row].astype(np.int64)
+    lb_set = np.array(sorted(set(topo.node_ips) | set(topo.sbox_ips) | set(topo.lb_ips)), dtype=np.int64)
+    base, plen = GWBRIDGE_NET
+    mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+    before_lb = np.isin(b_ip, lb_set) | (topo.inferred & ((b_ip & mask) == base))
+    is_task_ip = np.isin(b_ip, np.array(list(topo.tasks), dtype=np.int64))
+    changed = (b_ip != entry_ip) | (col["dport"][last_row] != col["dport"][first_row])
+    has_backend = (changed & ~before_lb) | is_task_ip
+    backend = np.where(has_backend, col["dst"][last_row].astype(object), None)
+    task_known = has_backend & is_task_ip
+    t_node = np.where(task_known, _map(b_ip, {ip: t.node for ip, t in topo.tasks.items()}), None)
+    t_name = np.where(task_known, _map(b_ip, {ip: t.name for ip, t in topo.tasks.items()}), None)
+    last_is_task = col["role"][last_row] == "task"
+    task_point = np.where(last_is_task, point[last_row], None)
+    need = (task_point == None) & task_known  # noqa: E711
+    if need.any():
+        tp = {k: _task_point(topo, k[0], k[1]) for k in set(zip(t_node[need], t_name[need], strict=True))}
+        task_point[need] = [tp[k] for k in zip(t_node[need], t_name[need], strict=True)]
+    bnode = np.where(task_known, t_node, np.where(last_is_task, col["node"][last_row].astype(object), None))
+    # else: the VTEP the forward packets were sent to
+    efw = np.flatnonzero(enc & fwd)
+    last_enc = np.full(n, -1, np.int64)
+    last_enc[ci[efw]] = efw
+    fill = (bnode == None) & (backend != None) & (last_enc >= 0)  # noqa: E711
+    if fill.any():
+        odst = hops["outer_dst"].to_numpy()[last_enc[fill]]
+        ips = {s: ip4_int(str(s)) for s in set(odst)}
+        bnode[fill] = [topo.node_of_ip(ips[s]) for s in odst]
+    tp_ns = {p: topo.point(p).namespace for p in set(task_point[task_point != None])}  # noqa: E711
+    btask = np.where(task_known, t_name,
+                     np.array([tp_ns.get(p) for p in task_point] + [None], dtype=object)[:-1])
+
+    # last point forward packets reached (else the first hop)
+    fr = np.flatnonzero(fwd)
+    last_fwd = first_row.copy()
+    last_fwd[ci[fr]] = fr
+    last_seen = point[last_fwd]
+
+    # where it died: compare the hops seen with the expected path of its (entry, backend node, task)
+    status = conns["status"].to_numpy(dtype=object)
+    combo_keys = pd.Series(list(zip(node, bnode, task_point, strict=True)), dtype=object)
+    combo, combos = pd.factorize(combo_keys)
+    t_rows = []
+    t_len = np.zeros(len(combos), np.int64)
+    for k, (e, b, tpt) in enumerate(combos):
+        tmpl = [t for t in expected_path(topo, e, b, tpt) if t[0] in topo.points]
+        t_len[k] = len(tmpl)
+        t_rows += [(k, j, p, bool(en)) for j, (p, en) in enumerate(tmpl)]
+    tmpl = pd.DataFrame(t_rows, columns=["combo", "pos", "point", "enc"])
+    t_off = np.r_[0, np.cumsum(t_len)[:-1]]
+    t_point = tmpl["point"].to_numpy(dtype=object)
+    t_enc = tmpl["enc"].to_numpy(dtype=bool)
+    L = t_len[combo]
+    hk = pd.DataFrame({"ci": ci, "combo": combo[ci], "point": point, "enc": enc, "fwd": fwd, "bwd": bwd})
+    m = hk.merge(tmpl, on=["combo", "point", "enc"], how="inner")
+    fwd_max = np.full(n, -1, np.int64)
+    mf = m[m["fwd"].to_numpy()]
+    if len(mf):
+        s = mf.groupby("ci")["pos"].max()
+        fwd_max[s.index.to_numpy()] = s.to_numpy()
+    bwd_min = np.full(n, -1, np.int64)
+    mb = m[m["bwd"].to_numpy()]
+    if len(mb):
+        s = mb.groupby("ci")["pos"].min()
+        bwd_min[s.index.to_numpy()] = s.to_numpy()
+    any_bwd = np.zeros(n, bool)
+    any_bwd[ci[bwd]] = True
+    healthy = np.isin(status, ["established", "closed"]) | (np.isin(status, ["udp", "icmp"]) & any_bwd)
+
+    missing = np.full(n, None, dtype=object)
+    verdict = np.full(n, "ok", dtype=object)
+    S = pd.Series(status.astype(str))
+    a_ = (L == 0) & ~healthy
+    verdict[a_] = (S[a_] + ": last seen at " + pd.Series(last_seen[a_].astype(str), index=S[a_].index)
+                   + "; no topology to name the next hop").to_numpy()
+    todo = L > 0
+    b_ = todo & (fwd_max < 0)
+    verdict[b_] = "not on the expected path"
+    c_ = todo & (fwd_max >= 0) & (fwd_max + 1 < L)
+    if c_.any():
+        k = np.flatnonzero(c_)
+        here = t_off[combo[k]] + fwd_max[k]
+        here_p, nxt_p, here_enc = t_point[here], t_point[here + 1], t_enc[here]
+        # the last hop row of the connection at the "here" point
+        idx = pd.MultiIndex.from_arrays([ci, point])
+        lastrow = pd.Series(np.arange(len(hops)), index=idx)
+        lastrow = lastrow[~idx.duplicated(keep="last")]
+        rows = lastrow.reindex(pd.MultiIndex.from_arrays([k, here_p])).to_numpy()
+        src, dst = col["src"][rows].astype(str), col["dst"][rows].astype(str)
+        vni = hops["vni"].astype(str).to_numpy()[rows]
+        osrc = hops["outer_src"].astype(str).to_numpy()[rows]
+        odst = hops["outer_dst"].astype(str).to_numpy()[rows]
+        P = pd.Series
+        enc_txt = np.where(here_enc, (", VXLAN vni " + P(vni) + " " + P(osrc) + " > " + P(odst)).to_numpy(), "")
+        missing[k] = nxt_p
+        verdict[k] = (P(status[k].astype(str)) + ": forward packets (" + P(src) + " > " + P(dst) + P(enc_txt)
+                      + ") reached " + P(here_p.astype(str)) + " but never arrived at "
+                      + P(nxt_p.astype(str))).to_numpy()
+    rest = todo & (fwd_max >= 0) & ~c_
+    ok = rest & healthy & ((bwd_min == 0) | ~any_bwd)
+    e_ = rest & ~ok & (bwd_min < 0)
+    if e_.any():
+        k = np.flatnonzero(e_)
+        lastp = t_point[t_off[combo[k]] + L[k] - 1]
+        missing[k] = lastp
+        verdict[k] = (pd.Series(status[k].astype(str)) + ": requests reached " + pd.Series(lastp.astype(str))
+                      + " but no reply was seen there").to_numpy()
+    f_ = rest & ~ok & (bwd_min > 0)
+    if f_.any():
+        k = np.flatnonzero(f_)
+        reached = t_point[t_off[combo[k]] + bwd_min[k]]
+        nxt = t_point[t_off[combo[k]] + bwd_min[k] - 1]
+        missing[k] = nxt
+        verdict[k] = (pd.Series(status[k].astype(str)) + ": replies reached " + pd.Series(reached.astype(str))
+                      + " but never arrived at " + pd.Series(nxt.astype(str))).to_numpy()
+    g_ = rest & ~ok & (bwd_min == 0)
+    verdict[g_ & ~healthy] = status[g_ & ~healthy]
+    return {"entry_node": node, "backend": backend, "backend_node": bnode, "backend_task": btask,
+            "last_seen_point": last_seen, "missing_at": missing, "verdict": verdict}

@@ -136,7 +136,8 @@ def reconstruct(packets: pd.DataFrame, topology: Topology, *, max_key_group: int
     valid = (view["src"].to_numpy() != 0) & np.isin(proto, (1, 6, 17))
     rows = np.flatnonzero(valid)
     v = view.iloc[rows]
-    p = packets.iloc[rows]
+    need = list(dict.fromkeys(["vni", "ts_ns", "wirelen", "outer_src", "outer_dst", *KEY_COLUMNS]))
+    p = packets.iloc[rows, packets.columns.get_indexer(need)]  # not the whole table
     point_cat = packets["point"].astype("category")
     point_names = [str(c) for c in point_cat.cat.categories]
     point_code = point_cat.cat.codes.to_numpy()[rows].astype(np.int32)

@@ -214,26 +214,34 @@ def infer_topology(packets: pd.DataFrame, base: Topology | None = None) -> Topol
     """Fill what ``base`` lacks from point names and packets; marks the result inferred if
     nothing came from a status file."""
     topo = base if base is not None else Topology()
-    for name in packets["point"].astype(str).unique():
+    for name in (str(x) for x in packets["point"].unique()):  # not 4M str() calls
         if name not in topo.points:
             topo.points[name] = parse_point(name)
     if not topo.node_ips:
         # A node's underlay IP is the one address every IPv4 packet captured in its host
         # namespace carries (as source or destination, outer header).
-        v4 = packets[packets["outer_ipver"].to_numpy() == 4]
-        pts = v4["point"].astype(str).to_numpy()
+        v4 = packets.loc[packets["outer_ipver"].to_numpy() == 4, ["point", "outer_src", "outer_dst"]]
+        pcat = v4["point"].astype("category")  # codes, not 4M strings
+        codes = pcat.cat.codes.to_numpy()
+        code_of = {str(c): k for k, c in enumerate(pcat.cat.categories)}
+        present = sorted(str(pcat.cat.categories[k]) for k in np.unique(codes))
         srcs_all, dsts_all = v4["outer_src"].to_numpy(), v4["outer_dst"].to_numpy()
         per_point: dict[str, list[int]] = {}
-        for point in np.unique(pts):
+        for point in present:
             info = topo.point(point)
             if info.role not in ("host", "client"):
                 continue
-            sel = pts == point
+            sel = codes == code_of[point]
             srcs, dsts = srcs_all[sel], dsts_all[sel]
             cands = set(np.unique(srcs[:64]).tolist()) | set(np.unique(dsts[:64]).tolist())
             per_point[point] = [ip for ip in cands if bool(np.all((srcs == ip) | (dsts == ip)))]
-        topo.clients |= {ip for p, ips in per_point.items() if topo.point(p).role == "client" and len(ips) == 1
-                         for ip in ips}
+        # clients: sources of connection-opening SYNs captured at client points (the address common
+        # to every packet there may be the dialled node when there are many clients)
+        client_codes = [code_of[p] for p in per_point if topo.point(p).role == "client"]
+        if client_codes:
+            fl = packets.loc[v4.index, "tcp_flags"].to_numpy()
+            syn = (fl >= 0) & ((fl & 0x12) == 0x02) & np.isin(codes, client_codes)
+            topo.clients |= {int(ip) for ip in np.unique(srcs_all[syn])}
         for _ in range(2):  # a node's address is what remains once clients and other nodes are set aside
             for point, ips in per_point.items():
                 info = topo.point(point)
