@@ -112,7 +112,7 @@ import json, sys, urllib.request
 out = []
 for _ in range(int(sys.argv[2])):
     try:
-        out.append(urllib.request.urlopen(f"http://{sys.argv[1]}:9090/", timeout=1).read().decode().split()[5])
+        out.append(urllib.request.urlopen(f"http://{sys.argv[1]}:9090/", timeout=3).read().decode().split()[5])
     except Exception as exc:
         out.append("ERR")
 print(json.dumps(out))
