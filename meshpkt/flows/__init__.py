@@ -83,6 +83,9 @@ def _connection_json(a: Analysis, conn_id: int) -> dict[str, Any]:
         "bytes_fwd": int(row["bytes_fwd"]),
         "bytes_bwd": int(row["bytes_bwd"]),
         "retransmissions": int(row["retrans"]),
+        "lost_fwd": int(row["lost_fwd"]),
+        "lost_bwd": int(row["lost_bwd"]),
+        "lost_at": _none(row["lost_at"]),
         "hops": [
             {
                 "point": h.point, "src": h.src, "dst": h.dst, "vni": _none(h.vni),
@@ -183,6 +186,6 @@ def analyze_packets(packets: pd.DataFrame, topology: Topology | None = None, *,
 
 def _empty_connections() -> pd.DataFrame:
     cols = ["conn_id", "proto", "client", "entry", "entry_node", "backend", "backend_node", "backend_task",
-            "status", "hops_seen", "flooded_to", "path", "first_ts_ns", "duration_ns", "bytes_fwd", "bytes_bwd", "retrans",
+            "status", "hops_seen", "flooded_to", "path", "lost_fwd", "lost_bwd", "lost_at", "first_ts_ns", "duration_ns", "bytes_fwd", "bytes_bwd", "retrans",
             "packets", "last_seen_point", "missing_at", "verdict"]
     return pd.DataFrame(columns=cols)

@@ -197,8 +197,62 @@ def build_connections(rec: Reconstruction, hops: pd.DataFrame, topo: Topology) -
 
     for name, values in _per_connection(conns, hops, topo).items():
         conns[name] = pd.Series(values, index=conns.index, dtype=object)
+    _lost_packets(rec, hops, conns)
     conns.index.name = "conn_id"
     return conns.reset_index()
+
+
+def _lost_packets(rec: Reconstruction, hops: pd.DataFrame, conns: pd.DataFrame) -> None:
+    """Packets that stopped short of where the connection's other packets went (e.g. big segments
+    and an MTU black hole): ``lost_fwd``/``lost_bwd`` counts and ``lost_at`` (the last point most of
+    them reached). A connection that did not end well and has no ``missing_at`` yet gets the hop
+    after ``lost_at`` as ``missing_at``."""
+    conns["lost_fwd"] = 0
+    conns["lost_bwd"] = 0
+    conns["lost_at"] = pd.Series(None, index=conns.index, dtype=object)
+    lf = rec.lflows
+    keys = rec.keys
+    if keys.empty or lf.empty:
+        return
+    hop_of = lf["hop"].reindex(keys["lflow"]).to_numpy()
+    stray = lf["stray"].reindex(keys["lflow"]).to_numpy().astype(bool)
+    k = pd.DataFrame({"conn": keys["conn"].to_numpy() + 1, "key": keys["key"].to_numpy(),
+                      "fwd": keys["fwd"].to_numpy(), "hop": hop_of})[~stray]
+    out: dict[bool, pd.DataFrame] = {}
+    for fwd in (True, False):
+        d = k[k["fwd"].to_numpy() == fwd]
+        if d.empty:
+            continue
+        per_key = d.groupby(["conn", "key"])["hop"].agg("max" if fwd else "min").reset_index()
+        edge = per_key.groupby("conn")["hop"].transform("max" if fwd else "min").to_numpy()
+        short = per_key[(per_key["hop"].to_numpy() < edge) if fwd else (per_key["hop"].to_numpy() > edge)]
+        if short.empty:
+            continue
+        counts = short.groupby("conn").size()
+        where = short.groupby(["conn", "hop"]).size().reset_index(name="n").sort_values(
+            ["conn", "n"], ascending=[True, False]).drop_duplicates("conn").set_index("conn")["hop"]
+        out[fwd] = pd.DataFrame({"n": counts, "hop": where})
+    hop_point = hops.set_index(["conn_id", "hop"])["point"]
+    for fwd, d in out.items():
+        conns.loc[d.index, "lost_fwd" if fwd else "lost_bwd"] = d["n"].to_numpy()
+    if True in out or False in out:
+        d = out.get(True, out.get(False))
+        assert d is not None
+        fwd = True in out
+        at = hop_point.reindex(pd.MultiIndex.from_arrays([d.index, d["hop"]])).to_numpy()
+        nxt = hop_point.reindex(pd.MultiIndex.from_arrays([d.index, d["hop"] + (1 if fwd else -1)])).to_numpy()
+        conns.loc[d.index, "lost_at"] = at
+        bad = ~conns.loc[d.index, "status"].isin(["closed", "established"]).to_numpy()
+        bad &= conns.loc[d.index, "missing_at"].isna().to_numpy()
+        idx = d.index[bad]
+        if len(idx):
+            n = d.loc[idx, "n"].astype(str).to_numpy()
+            way = "forward" if fwd else "reply"
+            at_s, nxt_s = at[bad].astype(str), nxt[bad].astype(str)
+            conns.loc[idx, "missing_at"] = nxt[bad]
+            conns.loc[idx, "verdict"] = (conns.loc[idx, "status"].astype(str).to_numpy() + ": " + n + " " + way
+                                         + " packets reached " + at_s + " but never arrived at " + nxt_s
+                                         + " while others of the connection did (too big for the path?)")
 
 
 def _task_point(topo: Topology, node: str, task: str) -> str | None:

@@ -41,6 +41,7 @@ class Conn:
     client_port: int
     snat_port: int
     drop_after: str | None = None  # drop forward packets after this point (it still sees them)
+    drop_data_after: str | None = None  # only segments with payload vanish after this point (MTU)
 
 
 @dataclass
@@ -136,12 +137,19 @@ def build(conns: list[Conn], out: Path, shift_ns: dict[str, int] | None = None, 
         if c.drop_after is not None:  # the client retransmits its SYN twice; nothing comes back
             segs = [segs[0], (True, {**segs[0][1], "ipid": ipid_c + 7, "tsval": tsc + 1000}),
                     (True, {**segs[0][1], "ipid": ipid_c + 8, "tsval": tsc + 3000})]
+        if c.drop_data_after is not None:  # the request is lost twice more, then the client gives up (RST)
+            req_seg = segs[3][1]
+            segs = segs[:4] + [(True, {**req_seg, "ipid": ipid_c + 5 + r, "tsval": tsc + 300 * (r + 1)})
+                               for r in range(2)]
+            segs.append((True, dict(seq=isn_c + 1 + len(req), ack=isn_s + 1, flags="R", tsval=tsc + 999,
+                                    tsecr=tss, ipid=ipid_c + 9, payload=b"")))
         for fwd, seg in segs:
             hops = path if fwd else list(reversed(path))
+            stop = c.drop_after if c.drop_after is not None else (c.drop_data_after if seg["payload"] else None)
             for i, (point, kind) in enumerate(hops):
                 sc.add(point, t + i * HOP_US * 1000, _frame(c, kind, fwd, seg))
-                if fwd and c.drop_after is not None and point == c.drop_after and (
-                        kind == "enc" or not any(p == c.drop_after and kk == "enc" for p, kk in path)):
+                if fwd and stop is not None and point == stop and (
+                        kind == "enc" or not any(p == stop and kk == "enc" for p, kk in path)):
                     break
             t += 1_000_000
     return sc.write()

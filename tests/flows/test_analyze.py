@@ -141,3 +141,18 @@ def test_point_equals_path_names_points(ingress_captures):
     a = analyze(caps)
     assert set(a.summary["points"]) == {f"P{k}" for k in range(len(caps))}
     assert len(a.connections) == 1
+
+
+def test_big_segments_lost_after_a_hop_are_named(ingress_captures):
+    conns = [synth.Conn("node1", "10.0.0.6", 51883, 57786, drop_data_after="node1.host.eth0"),
+             synth.Conn("node1", "10.0.0.5", 51884, 57787),
+             synth.Conn("node2", "10.0.0.6", 51885, 57788)]
+    a = analyze([ingress_captures(conns)])
+    c = a.to_json()["connections"]
+    dead = next(x for x in c if x["client"] == "10.211.55.2:51883")
+    assert dead["status"] == "reset"
+    assert dead["lost_fwd"] == 3 and dead["lost_at"] == "node1.host.eth0"
+    assert dead["missing_at"] == "node2.host.eth0"
+    assert "3 forward packets reached node1.host.eth0 but never arrived at node2.host.eth0" in dead["verdict"]
+    healthy = [x for x in c if x["client"] != "10.211.55.2:51883"]
+    assert all(x["lost_fwd"] == 0 and x["lost_bwd"] == 0 and x["missing_at"] is None for x in healthy)
