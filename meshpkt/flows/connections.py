@@ -205,8 +205,8 @@ def build_connections(rec: Reconstruction, hops: pd.DataFrame, topo: Topology) -
 def _lost_packets(rec: Reconstruction, hops: pd.DataFrame, conns: pd.DataFrame) -> None:
     """Packets that stopped short of where the connection's other packets went (e.g. big segments
     and an MTU black hole): ``lost_fwd``/``lost_bwd`` counts and ``lost_at`` (the last point most of
-    them reached). A connection that did not end well and has no ``missing_at`` yet gets the hop
-    after ``lost_at`` as ``missing_at``."""
+    them reached). A connection that did not end well, or whose lost data never got through even
+    retransmitted, and has no ``missing_at`` yet gets the hop after ``lost_at`` as ``missing_at``."""
     conns["lost_fwd"] = 0
     conns["lost_bwd"] = 0
     conns["lost_at"] = pd.Series(None, index=conns.index, dtype=object)
@@ -217,17 +217,26 @@ def _lost_packets(rec: Reconstruction, hops: pd.DataFrame, conns: pd.DataFrame) 
     hop_of = lf["hop"].reindex(keys["lflow"]).to_numpy()
     stray = lf["stray"].reindex(keys["lflow"]).to_numpy().astype(bool)
     k = pd.DataFrame({"conn": keys["conn"].to_numpy() + 1, "key": keys["key"].to_numpy(),
-                      "fwd": keys["fwd"].to_numpy(), "hop": hop_of})[~stray]
+                      "fwd": keys["fwd"].to_numpy(), "hop": hop_of, "seq": keys["seq"].to_numpy(),
+                      "plen": keys["plen"].to_numpy()})[~stray]
     out: dict[bool, pd.DataFrame] = {}
+    undelivered = pd.Series(0, index=conns.index)
     for fwd in (True, False):
         d = k[k["fwd"].to_numpy() == fwd]
         if d.empty:
             continue
-        per_key = d.groupby(["conn", "key"])["hop"].agg("max" if fwd else "min").reset_index()
+        per_key = d.groupby(["conn", "key"]).agg(hop=("hop", "max" if fwd else "min"), seq=("seq", "first"),
+                                                 plen=("plen", "first")).reset_index()
         edge = per_key.groupby("conn")["hop"].transform("max" if fwd else "min").to_numpy()
-        short = per_key[(per_key["hop"].to_numpy() < edge) if fwd else (per_key["hop"].to_numpy() > edge)]
+        at_edge = per_key["hop"].to_numpy() == edge
+        short = per_key[~at_edge]
         if short.empty:
             continue
+        # data that never got through, not even retransmitted
+        got = pd.MultiIndex.from_frame(per_key.loc[at_edge, ["conn", "seq"]])
+        data = short[short["plen"].to_numpy() > 0]
+        never = data[~pd.MultiIndex.from_frame(data[["conn", "seq"]]).isin(got)]
+        undelivered = undelivered.add(never.groupby("conn").size(), fill_value=0)
         counts = short.groupby("conn").size()
         where = short.groupby(["conn", "hop"]).size().reset_index(name="n").sort_values(
             ["conn", "n"], ascending=[True, False]).drop_duplicates("conn").set_index("conn")["hop"]
@@ -243,6 +252,7 @@ def _lost_packets(rec: Reconstruction, hops: pd.DataFrame, conns: pd.DataFrame) 
         nxt = hop_point.reindex(pd.MultiIndex.from_arrays([d.index, d["hop"] + (1 if fwd else -1)])).to_numpy()
         conns.loc[d.index, "lost_at"] = at
         bad = ~conns.loc[d.index, "status"].isin(["closed", "established"]).to_numpy()
+        bad |= undelivered.reindex(d.index, fill_value=0).to_numpy() > 0
         bad &= conns.loc[d.index, "missing_at"].isna().to_numpy()
         idx = d.index[bad]
         if len(idx):

@@ -213,7 +213,8 @@ def reconstruct(packets: pd.DataFrame, topology: Topology, *, max_key_group: int
     lf_conn = np.zeros(n_lflows, dtype=np.int64)
     lf_conn[lflow] = conn
     obs = pd.DataFrame({"key": u_key, "lflow": u_lf, "comp": lf_conn[u_lf], "point": lf_point[u_lf],
-                        "ts": ts[urow], "fwd": fwd[urow]})
+                        "ts": ts[urow], "fwd": fwd[urow], "seq": p["tcp_seq"].to_numpy()[urow],
+                        "plen": p["payload_len"].to_numpy()[urow]})
     per_cp = pd.Series(1, index=pd.MultiIndex.from_arrays([lf_conn, lf_point])).groupby(level=[0, 1]).size()
     single = per_cp[per_cp == 1]
     ok = pd.MultiIndex.from_arrays([obs["comp"], obs["point"]]).isin(single.index)

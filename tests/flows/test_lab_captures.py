@@ -207,3 +207,47 @@ def test_live_lab_missing_snat_is_named(fresh_lab, tmp_path):
         assert ".my-web." in task_hop["point"]
         assert c["missing_at"] == task_hop["point"]
         assert "no reply" in c["verdict"]
+
+
+BIG_REQUESTS = r"""
+import socket, sys, time
+for k in range(3):
+    s = socket.socket()
+    s.setsockopt(socket.IPPROTO_IP, 10, 3)  # IP_MTU_DISCOVER = IP_PMTUDISC_PROBE: DF, ignore learned PMTU
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(1.5)
+    try:
+        s.connect((sys.argv[1], 9090))
+        mss = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+        req = b"GET / HTTP/1.1\r\nX-Pad: " + b"a" * 4000 + b"\r\nConnection: close\r\n\r\n"
+        for i in range(0, len(req), mss):  # one full-size segment per write (no GSO super-packets)
+            s.sendall(req[i:i + mss])
+            time.sleep(0.002)
+        s.recv(65536)
+    except OSError:
+        pass
+    finally:
+        s.close()
+    time.sleep(0.2)
+"""
+
+
+@pytest.mark.root
+def test_live_lab_mtu_black_hole_is_named(fresh_lab, tmp_path):
+    fresh_lab.set_mtu("node2", "eth0", 1400)  # VXLAN frames of full-size segments no longer fit
+    fresh_lab.exec("client", ["ip", "route", "flush", "cache"])
+    d = tmp_path / "cap"
+    fresh_lab.capture(None, d, [sys.executable, "-c", BIG_REQUESTS, "10.211.55.10"], all_points=True,
+                      run_in="client", grace=0.5, stdout=subprocess.DEVNULL)
+    a = analyze([d])
+    conns = [c for c in a.to_json()["connections"] if c["client"].startswith("10.211.55.2:")]
+    assert len(conns) == 3
+    dead = [c for c in conns if c["backend_node"] == "node2"]
+    assert len(dead) == 1, [(c["backend"], c["status"], c["verdict"]) for c in conns]
+    c = dead[0]
+    assert c["lost_fwd"] >= 1
+    assert c["lost_at"] in ("node1.host.eth0", "underlay.host.br0")
+    assert c["missing_at"] in ("underlay.host.br0", "node2.host.eth0")
+    assert "never arrived" in c["verdict"]
+    for ok in (c2 for c2 in conns if c2["backend_node"] != "node2"):
+        assert ok["lost_fwd"] == 0 and ok["missing_at"] is None
