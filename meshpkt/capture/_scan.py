@@ -18,6 +18,11 @@ SHORT = 3           # the record at ``pos`` runs past the end of the buffer
 NEED_PY = 4         # pcapng: a block Python must parse (SHB, IDB) at ``pos``
 BAD_IFACE = 5       # pcapng: a packet block names an interface that was not described
 
+#: the scans read every cache line of the buffer in order, this many bytes ahead of the record
+#: being parsed (a sequential stream the hardware prefetcher follows; without it each record
+#: header is a dependent cache miss -- the walk is a pointer chase)
+TOUCH_AHEAD = 4096
+
 DAY_NS = 86_400 * 1_000_000_000
 YEAR_NS = 366 * DAY_NS
 MAX_WIRE = 1 << 24
@@ -41,6 +46,15 @@ def _u16(buf, p, swapped):  # type: ignore[no-untyped-def]  # pragma: no cover -
     return (np.int64(buf[p + np.uint64(1)]) << 8) | np.int64(buf[p])
 
 
+@njit(cache=True, inline="always")
+def _touch(buf, pf, upto, acc):  # type: ignore[no-untyped-def]  # pragma: no cover - numba
+    """Read one byte per 64-byte line of buf[pf:upto]; returns (new pf, acc ^ those bytes)."""
+    while pf < upto:
+        acc ^= np.int64(buf[np.uint64(pf)])
+        pf += 64
+    return pf, acc
+
+
 @njit(cache=True)
 def _pcap_hdr(buf, p, swapped, unit, maxsnap):  # pragma: no cover - numba
     """(ok, ts_ns, incl, orig) of the pcap record header at ``p`` (loose checks)."""
@@ -56,24 +70,28 @@ def _pcap_hdr(buf, p, swapped, unit, maxsnap):  # pragma: no cover - numba
 @njit(cache=True)
 def scan_pcap(buf, n_bytes, pos, swapped, unit, maxsnap, prev_ts,
               out_roff, out_ts, out_cap, out_wire, n):  # pragma: no cover - numba
-    """Walk pcap records from ``pos``; returns (status, n, pos, prev_ts).
+    """Walk pcap records from ``pos``; returns (status, n, pos, prev_ts, touch) (``touch``:
+    a meaningless checksum of the prefetch reads, returned so they are not optimised away).
 
     A record is accepted when its header is plausible: fraction < 1 s, caplen <= the
     snap length, 1 <= wire length <= 16 MiB.
     """
     cap = out_roff.shape[0]
+    pf = pos
+    acc = np.int64(0)
     while True:
+        pf, acc = _touch(buf, pf, min(pos + TOUCH_AHEAD, n_bytes), acc)
         if pos == n_bytes:
-            return OK_END, n, pos, prev_ts
+            return OK_END, n, pos, prev_ts, acc
         if pos + 16 > n_bytes:
-            return SHORT, n, pos, prev_ts
+            return SHORT, n, pos, prev_ts, acc
         ok, ts, incl, orig = _pcap_hdr(buf, pos, swapped, unit, maxsnap)
         if not ok:
-            return BAD, n, pos, prev_ts
+            return BAD, n, pos, prev_ts, acc
         if pos + 16 + incl > n_bytes:
-            return SHORT, n, pos, prev_ts
+            return SHORT, n, pos, prev_ts, acc
         if n >= cap:
-            return FULL, n, pos, prev_ts
+            return FULL, n, pos, prev_ts, acc
         out_roff[n] = pos
         out_ts[n] = ts
         out_cap[n] = incl
@@ -136,25 +154,29 @@ def _block_ok(buf, p, n_bytes, swapped):  # pragma: no cover - numba
 @njit(cache=True)
 def scan_pcapng(buf, n_bytes, pos, swapped, n_if,
                 out_roff, out_doff, out_ts, out_cap, out_wire, out_if, n):  # pragma: no cover - numba
-    """Walk pcapng blocks of one section; returns (status, n, pos).
+    """Walk pcapng blocks of one section; returns (status, n, pos, touch) (``touch`` as in
+    ``scan_pcap``).
 
     Packet blocks (EPB 6, SPB 3, OPB 2) are recorded; statistics, name-resolution and
     unknown blocks are skipped; SHB and IDB blocks are handed back to Python.
     """
     cap = out_roff.shape[0]
+    pf = pos
+    acc = np.int64(0)
     while True:
+        pf, acc = _touch(buf, pf, min(pos + TOUCH_AHEAD, n_bytes), acc)
         if pos == n_bytes:
-            return OK_END, n, pos
+            return OK_END, n, pos, acc
         shape_ok, fits, btype, blen = _block_ok(buf, pos, n_bytes, swapped)
         if btype == SHB_TYPE or (btype == 1 and shape_ok and fits):
-            return NEED_PY, n, pos
+            return NEED_PY, n, pos, acc
         if not shape_ok:
-            return BAD, n, pos
+            return BAD, n, pos, acc
         if not fits:
-            return SHORT, n, pos
+            return SHORT, n, pos, acc
         if btype == 6 or btype == 2:
             if blen < 32:
-                return BAD, n, pos
+                return BAD, n, pos, acc
             if btype == 6:
                 iface = _u32(buf, pos + 8, swapped)
             else:
@@ -164,11 +186,11 @@ def scan_pcapng(buf, n_bytes, pos, swapped, n_if,
             incl = _u32(buf, pos + 20, swapped)
             orig = _u32(buf, pos + 24, swapped)
             if incl > blen - 32:
-                return BAD, n, pos
+                return BAD, n, pos, acc
             if iface >= n_if:
-                return BAD_IFACE, n, pos
+                return BAD_IFACE, n, pos, acc
             if n >= cap:
-                return FULL, n, pos
+                return FULL, n, pos, acc
             out_roff[n] = pos
             out_doff[n] = pos + 28
             out_ts[n] = (tsh << 32) | tsl
@@ -178,11 +200,11 @@ def scan_pcapng(buf, n_bytes, pos, swapped, n_if,
             n += 1
         elif btype == 3:
             if blen < 16:
-                return BAD, n, pos
+                return BAD, n, pos, acc
             if n_if < 1:
-                return BAD_IFACE, n, pos
+                return BAD_IFACE, n, pos, acc
             if n >= cap:
-                return FULL, n, pos
+                return FULL, n, pos, acc
             orig = _u32(buf, pos + 8, swapped)
             incl = min(orig, blen - 16)
             out_roff[n] = pos

@@ -302,7 +302,8 @@ def _read_pcap(buf: np.ndarray, n: int, path: str) -> CaptureBuffer:
     problems: list[CaptureProblem] = []
     pos, cnt, prev = 24, 0, -1
     while True:
-        st, cnt, pos, prev = _scan.scan_pcap(buf, n, pos, swapped, unit, maxsnap, prev, roff, ts, cl, wl, cnt)
+        st, cnt, pos, prev, _ = _scan.scan_pcap(buf, n, pos, swapped, unit, maxsnap, prev, roff, ts, cl, wl,
+                                                 cnt)
         if st == _scan.OK_END:
             break
         if st == _scan.FULL:
@@ -373,7 +374,7 @@ def _read_pcapng(buf: np.ndarray, n: int, path: str) -> CaptureBuffer:
     sections = 0
     while True:
         before = cnt
-        st, cnt, pos = _scan.scan_pcapng(buf, n, pos, swapped, n_if, roff, doff, ts, cl, wl, ifs, cnt)
+        st, cnt, pos, _ = _scan.scan_pcapng(buf, n, pos, swapped, n_if, roff, doff, ts, cl, wl, ifs, cnt)
         if cnt > before and base:
             ifs[before:cnt] += base
         if st == _scan.OK_END:

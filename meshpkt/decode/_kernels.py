@@ -14,55 +14,92 @@ from numba import njit
 
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
+#: see ``copy_headers``
+TOUCH_AHEAD = 4096
 
 
 @njit(cache=True)
 def copy_headers(buf, off, cap, width, hdr):  # pragma: no cover - numba
     """hdr[i, :k] = the first k = min(cap[i], width) bytes of packet i (a compact, cache-friendly
-    copy of the header region that ``read_fields`` reads from)."""
+    copy of the header region that ``read_fields`` reads from).
+
+    Also reads one byte of every 64-byte line of the chunk's bytes, ``TOUCH_AHEAD`` bytes
+    ahead of the copy: a sequential stream the hardware prefetcher follows, so the copy (and
+    the later option walk and payload digest) find the packets in cache. Returns a
+    meaningless checksum of those reads (so they are not optimised away).
+    """
     n = off.shape[0]
     flat = hdr.reshape(-1)
     w = np.uint64(width)
+    nbuf = buf.shape[0]
+    pf = off[0] if n else 0
+    acc = np.int64(0)
     for i in range(n):
+        upto = min(off[i] + TOUCH_AHEAD, nbuf)
+        while pf < upto:
+            acc ^= np.int64(buf[np.uint64(pf)])
+            pf += 64
         k = np.uint64(min(cap[i], width))
         o = np.uint64(off[i])
         d = np.uint64(i) * w
         for j in range(k):
             flat[d + j] = buf[o + j]
+    return acc
+
+
+@njit(cache=True, inline="always")
+def _be(a, u, nb):  # type: ignore[no-untyped-def]  # pragma: no cover - numba
+    """The big-endian unsigned integer of a[u:u+nb] (unsigned index ``u``)."""
+    if nb == 1:
+        return np.int64(a[u])
+    if nb == 2:
+        return (np.int64(a[u]) << 8) | np.int64(a[u + np.uint64(1)])
+    if nb == 4:
+        return ((np.int64(a[u]) << 24) | (np.int64(a[u + np.uint64(1)]) << 16)
+                | (np.int64(a[u + np.uint64(2)]) << 8) | np.int64(a[u + np.uint64(3)]))
+    v = np.int64(0)
+    for k in range(np.uint64(nb)):
+        v = (v << 8) | np.int64(a[u + k])
+    return v
 
 
 @njit(cache=True)
-def read_fields(buf, off, hdr, base, ok, lim, spec, out):  # pragma: no cover - numba
+def read_fields(buf, off, hdr, base, ok, lim, spec, out, fill):  # pragma: no cover - numba
     """For each row i with ok[i]: out[j, i] = the big-endian field j at absolute offset
     base[i] + spec[j, 0] (spec[j, 1] bytes, 1..6), or -1 when it does not end at or before
     lim[i] (or when spec[j, 1] is 0). Bytes come from ``hdr`` (``copy_headers``) when they lie
-    in its window, else from ``buf``. Rows without ok are left untouched."""
+    in its window, else from ``buf``. Rows without ok get -1 when ``fill``, else are left
+    untouched.
+
+    The loop is packet-major (all fields of one packet, then the next): each packet's
+    header row is read while it is in L1.
+    """
     n = base.shape[0]
     m = spec.shape[0]
     width = hdr.shape[1]
     flat = hdr.reshape(-1)
-    for j in range(m):
-        r = spec[j, 0]
-        nb = spec[j, 1]
-        o = out[j]
-        for i in range(n):
-            if not ok[i]:
+    for i in range(n):
+        if not ok[i]:
+            if fill:
+                for j in range(m):
+                    out[j, i] = -1
+            continue
+        b = base[i]
+        li = lim[i]
+        q0 = b - off[i]
+        row = i * width
+        for j in range(m):
+            r = spec[j, 0]
+            nb = spec[j, 1]
+            p = b + r
+            if nb == 0 or p < 0 or p + nb > li:
+                out[j, i] = -1
                 continue
-            p = base[i] + r
-            if nb == 0 or p < 0 or p + nb > lim[i]:
-                o[i] = -1
-                continue
-            q = p - off[i]
-            v = np.int64(0)
-            if 0 <= q and q + nb <= width:  # unsigned indices: no wraparound code
-                u = np.uint64(i * width + q)
-                for k in range(np.uint64(nb)):
-                    v = (v << 8) | np.int64(flat[u + k])
+            q = q0 + r
+            if 0 <= q and q + nb <= width:
+                out[j, i] = _be(flat, np.uint64(row + q), nb)
             else:
-                u = np.uint64(p)
-                for k in range(np.uint64(nb)):
-                    v = (v << 8) | np.int64(buf[u + k])
-            o[i] = v
+                out[j, i] = _be(buf, np.uint64(p), nb)
 
 
 @njit(cache=True)

@@ -6,8 +6,8 @@ offsets, limits and presence masks are numpy arrays, and one call of the
 (-1 = the field is not inside the captured bytes / the enclosing IP packet). Everything
 else -- tag handling, header lengths, fragment and VXLAN tests, choosing the innermost
 transport, payload lengths -- is numpy array arithmetic. TCP options and the payload
-digest are numba loops. Rows whose shape is not covered (IPv4 options, IPv6 extension
-headers) are returned for the exact slow path (``slow.decode_packet``), which has the
+digest (of the first ``slow.HASH_BYTES`` payload bytes) are numba loops. Rows whose shape
+is not covered (IPv4 options, IPv6 extension headers) are returned for the exact slow path (``slow.decode_packet``), which has the
 same semantics; the tests run both on the same packets and compare.
 """
 
@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from meshpkt.decode.slow import HASH_BYTES
 
 CHUNK = 16384
 #: bytes of each packet copied into the compact header matrix (deeper fields read the buffer)
@@ -71,15 +73,19 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
 
     def put(name: str, mask: np.ndarray, value: np.ndarray | int) -> None:
         """Write ``value`` where ``mask`` into the column (pre-filled with its absent value)."""
-        np.copyto(out[name][sl], value, casting="unsafe", where=mask)
+        if mask.all():  # common: a uniform chunk (a plain copy is much cheaper than a masked one)
+            np.copyto(out[name][sl], value, casting="unsafe")
+        elif mask.any():
+            np.copyto(out[name][sl], value, casting="unsafe", where=mask)
 
     hdr = np.empty((n, HDR_WIDTH), np.uint8)
     copy_headers(buf, off, cap, HDR_WIDTH, hdr)
 
     def fields(spec: np.ndarray, base: np.ndarray, ok: np.ndarray, lim: np.ndarray) -> np.ndarray:
-        res = np.full((spec.shape[0], n), -1, I64)
-        if ok.any():
-            read_fields(buf, off, hdr, base, ok, lim, spec, res)
+        if not ok.any():
+            return np.full((spec.shape[0], n), -1, I64)
+        res = np.empty((spec.shape[0], n), I64)
+        read_fields(buf, off, hdr, base, ok, lim, spec, res, True)
         return res
 
     # ------------------------------------------------------------------ link layer
@@ -92,7 +98,7 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
     for code, spec in SPEC_L2.items():
         m = lt == code
         if m.any():
-            read_fields(buf, off, hdr, off, m, end, spec, L)
+            read_fields(buf, off, hdr, off, m, end, spec, L, False)
             tr[m] = TAG_REGION[code]
             short |= m & (off + TAG_REGION[code] > end)
     dst, src, aux, t0, tci0, t1, tci1, t2 = L
@@ -222,11 +228,14 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
         iknown = _isin(iproto, (1, 6, 17))
         bad |= iok & ~iknown
         iok &= iknown
-        T4 = np.where(vx, il4, T4)
-        TP = np.where(vx, iproto, TP)
-        Tend = np.where(vx, iip_end, Tend)
-        Tlim = np.where(vx, np.minimum(lim, iip_end), Tlim)
-        Tok = np.where(vx, iok, Tok)
+        if vx.all():  # common: a chunk of VXLAN packets only
+            T4, TP, Tend, Tlim, Tok = il4, iproto, iip_end, np.minimum(lim, iip_end), iok
+        else:
+            T4 = np.where(vx, il4, T4)
+            TP = np.where(vx, iproto, TP)
+            Tend = np.where(vx, iip_end, Tend)
+            Tlim = np.where(vx, np.minimum(lim, iip_end), Tlim)
+            Tok = np.where(vx, iok, Tok)
     out["ip_id"][sl] = ip_id
 
     # ------------------------------------------------------------------ innermost transport
@@ -273,7 +282,8 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
     rp = np.nonzero(okp & (plen > 0) & (pstart < end))[0]
     if rp.size:
         hs = np.empty(rp.size, np.uint64)
-        fnv1a64(buf, pstart[rp], np.minimum(Tend[rp], end[rp]), hs)
+        ps = pstart[rp]
+        fnv1a64(buf, ps, np.minimum(np.minimum(Tend[rp], end[rp]), ps + HASH_BYTES), hs)
         out["payload_hash"][rp + s] = hs
 
     out["truncated"][sl] = (cap < wire) | short

@@ -66,7 +66,8 @@ COLUMNS: dict[str, tuple[str, object, str]] = {
     "icmp_type": ("int16", -1, "ICMP type (innermost)"),
     "icmp_code": ("int16", -1, "ICMP code"),
     "payload_len": ("int32", -1, "innermost L4 payload length from the IP header (not caplen)"),
-    "payload_hash": ("uint64", 0, "FNV-1a 64 of the captured innermost L4 payload (0: none)"),
+    "payload_hash": ("uint64", 0, "FNV-1a 64 of the first 64 captured bytes of the innermost L4 payload "
+                                  "(0: none): an identity key used with seq/ack/TS/IP id/payload_len"),
 }
 
 COLUMN_NAMES: tuple[str, ...] = tuple(COLUMNS)

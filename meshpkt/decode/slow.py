@@ -14,7 +14,9 @@ Semantics shared with the fast path:
   other than TCP/UDP/ICMP/ICMPv6/ESP, a non-IPv4 frame inside VXLAN, malformed lengths);
 - VXLAN = UDP with either port in ``vxlan_ports`` and the I flag (0x08) set; the inner
   frame is Ethernet (one optional 802.1Q tag) carrying IPv4;
-- the ``ip_id``/``tcp_*``/``icmp_*``/``payload_*`` columns describe the innermost transport.
+- the ``ip_id``/``tcp_*``/``icmp_*``/``payload_*`` columns describe the innermost transport;
+- ``payload_hash`` is FNV-1a 64 of the first ``HASH_BYTES`` captured payload bytes (an
+  identity key used together with seq/ack/TS/IP id/payload_len, not a digest of the payload).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from meshpkt.decode.schema import ABSENT
 TAGS = (0x8100, 0x88A8, 0x9100)
 V6_EXT = (0, 43, 44, 51, 60, 135, 139, 140, 253, 254)
 L4_KNOWN = (1, 6, 17, 50, 58, 59)
+#: ``payload_hash`` covers at most this many leading captured payload bytes
+HASH_BYTES = 64
 
 #: columns the per-packet decoders fill (the rest come from the capture records)
 PACKET_COLUMNS: tuple[str, ...] = tuple(
@@ -384,7 +388,7 @@ def _transport(p: _Pkt, r: dict[str, object], t4: int, proto: int, t_end: int, l
         p.bad = True
         return
     r["payload_len"] = plen
-    stop = min(t_end, end)
+    stop = min(t_end, end, start + HASH_BYTES)
     if plen > 0 and stop > start:
         r["payload_hash"] = fnv1a64(p.d[start:stop])
 

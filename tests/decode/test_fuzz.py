@@ -87,20 +87,28 @@ def test_random_bytes_never_raise(tmp_path_factory: pytest.TempPathFactory, seed
     assert len(a) == 40
 
 
-def test_payload_hash_is_fnv1a64(tmp_path: Path) -> None:
+def test_payload_hash_is_fnv1a64_of_the_first_64_bytes(tmp_path: Path) -> None:
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
 
-    from meshpkt.decode.slow import fnv1a64
+    from meshpkt.decode.slow import HASH_BYTES, fnv1a64
 
     # published FNV-1a 64 test vectors
     assert fnv1a64(b"") == 0xCBF29CE484222325
     assert fnv1a64(b"a") == 0xAF63DC4C8601EC8C
     assert fnv1a64(b"foobar") == 0x85944171F73967E8
-    payloads = [b"a", b"foobar", bytes(range(256)) * 5, b"x" * 3, b"y" * 1001]
+    assert HASH_BYTES == 64
+    base = bytes(range(256)) * 5
+    payloads = [b"a", b"foobar", base, b"x" * 3, b"y" * 1001, base[:63], base[:64], base[:65],
+                base[:64] + b"different tail"]
     pk = [bytes(Ether() / IP() / UDP(sport=1, dport=2) / pl) for pl in payloads]
     p = tmp_path / "h.pcap"
     write_pcap(p, [(T0 + i, f) for i, f in enumerate(pk)])
-    df = decode_buffer(open_capture(p))
-    assert df["payload_hash"].tolist() == [fnv1a64(pl) for pl in payloads]
-    assert df["payload_hash"].iloc[0] == 0xAF63DC4C8601EC8C
+    cap = open_capture(p)
+    for df in (decode_buffer(cap), decode_buffer(cap, force_slow=True)):
+        assert df["payload_hash"].tolist() == [fnv1a64(pl[:64]) for pl in payloads]
+        assert df["payload_hash"].iloc[0] == 0xAF63DC4C8601EC8C
+        h = df["payload_hash"].tolist()
+        # only the first 64 payload bytes count: longer payloads sharing them hash alike
+        assert h[2] == h[6] == h[7] == h[8] != h[5]
+        assert df["payload_len"].tolist() == [len(pl) for pl in payloads]
