@@ -156,3 +156,21 @@ def test_big_segments_lost_after_a_hop_are_named(ingress_captures):
     assert "3 forward packets reached node1.host.eth0 but never arrived at node2.host.eth0" in dead["verdict"]
     healthy = [x for x in c if x["client"] != "10.211.55.2:51883"]
     assert all(x["lost_fwd"] == 0 and x["lost_bwd"] == 0 and x["missing_at"] is None for x in healthy)
+
+
+def test_one_pcapng_with_an_interface_per_point(ingress_captures, tmp_path):
+    from meshpkt.capture import iter_records, write_pcapng
+
+    d = ingress_captures([synth.Conn("node1", "10.0.0.6", 51883, 57786)])
+    files = sorted(d.glob("*.pcap"))
+    names = [f.name[: -len(".pcap")] for f in files]
+    packets = sorted(
+        ((ts, k, data) for k, f in enumerate(files) for ts, _lt, _if, data in iter_records(f)),
+        key=lambda r: r[0])
+    out = tmp_path / "all.pcapng"
+    write_pcapng(out, [(n, 1) for n in names], ((k, ts, data, None) for ts, k, data in packets))
+    a = analyze([out])
+    assert set(a.summary["points"]) == set(names)
+    (conn,) = a.to_json()["connections"]
+    assert [h["point"] for h in conn["hops"]][-1] == "node2.web.2.eth0"
+    assert conn["backend"] == "10.0.0.6:9090" and conn["status"] == "closed"
