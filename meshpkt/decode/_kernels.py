@@ -57,6 +57,10 @@ def _be(a, u, nb):  # type: ignore[no-untyped-def]  # pragma: no cover - numba
     if nb == 4:
         return ((np.int64(a[u]) << 24) | (np.int64(a[u + np.uint64(1)]) << 16)
                 | (np.int64(a[u + np.uint64(2)]) << 8) | np.int64(a[u + np.uint64(3)]))
+    if nb == 6:  # MAC addresses
+        return ((np.int64(a[u]) << 40) | (np.int64(a[u + np.uint64(1)]) << 32)
+                | (np.int64(a[u + np.uint64(2)]) << 24) | (np.int64(a[u + np.uint64(3)]) << 16)
+                | (np.int64(a[u + np.uint64(4)]) << 8) | np.int64(a[u + np.uint64(5)]))
     v = np.int64(0)
     for k in range(np.uint64(nb)):
         v = (v << 8) | np.int64(a[u + k])
@@ -78,6 +82,17 @@ def read_fields(buf, off, hdr, base, ok, lim, spec, out, fill):  # pragma: no co
     m = spec.shape[0]
     width = hdr.shape[1]
     flat = hdr.reshape(-1)
+    # the span [lo, hi) of the spec's fields: a packet whose whole span lies below its limit
+    # and inside its header row takes the check-free path
+    lo = np.int64(1 << 40)
+    hi = np.int64(0)
+    full = True
+    for j in range(m):
+        if spec[j, 1] == 0:
+            full = False
+            continue
+        lo = min(lo, spec[j, 0])
+        hi = max(hi, spec[j, 0] + spec[j, 1])
     for i in range(n):
         if not ok[i]:
             if fill:
@@ -88,6 +103,10 @@ def read_fields(buf, off, hdr, base, ok, lim, spec, out, fill):  # pragma: no co
         li = lim[i]
         q0 = b - off[i]
         row = i * width
+        if full and b + lo >= 0 and b + hi <= li and q0 + lo >= 0 and q0 + hi <= width:
+            for j in range(m):
+                out[j, i] = _be(flat, np.uint64(row + q0 + spec[j, 0]), spec[j, 1])
+            continue
         for j in range(m):
             r = spec[j, 0]
             nb = spec[j, 1]
@@ -183,40 +202,60 @@ def fnv1a64(buf, start, stop, out):  # pragma: no cover - numba
             i3 = -1
 
 
-@njit(cache=True)
-def tcp_options(buf, start, stop, mss, wscale, tsval, tsecr):  # pragma: no cover - numba
-    """Walk the TCP options in buf[start[i]:stop[i]]; fill MSS (kind 2), window scale
-    (kind 3) and timestamps (kind 8). End-of-list or an option running past ``stop``
-    ends the walk."""
-    n = start.shape[0]
-    for i in range(n):
-        if stop[i] <= start[i] or start[i] < 0:
+@njit(cache=True, inline="always")
+def _walk(a, p, e, i, mss, wscale, tsval, tsecr):  # pragma: no cover - numba
+    """Walk the TCP options in a[p:e] (unsigned offsets) for row i (see ``tcp_options``)."""
+    if (e - p == np.uint64(12) and a[p] == 1 and a[p + np.uint64(1)] == 1 and a[p + np.uint64(2)] == 8
+            and a[p + np.uint64(3)] == 10):  # common: NOP, NOP, timestamps (what the walk finds)
+        tsval[i] = _be(a, p + np.uint64(4), 4)
+        tsecr[i] = _be(a, p + np.uint64(8), 4)
+        return
+    while p < e:
+        kind = a[p]
+        if kind == 0:
+            break
+        if kind == 1:
+            p += np.uint64(1)
             continue
-        p = np.uint64(start[i])
-        e = np.uint64(stop[i])
-        while p < e:
-            kind = buf[p]
-            if kind == 0:
-                break
-            if kind == 1:
-                p += np.uint64(1)
-                continue
-            if p + np.uint64(1) >= e:
-                break
-            ln = np.uint64(buf[p + np.uint64(1)])
-            if ln < np.uint64(2) or p + ln > e:
-                break
-            if kind == 2 and ln == 4:
-                mss[i] = (np.int64(buf[p + np.uint64(2)]) << 8) | np.int64(buf[p + np.uint64(3)])
-            elif kind == 3 and ln == 3:
-                wscale[i] = buf[p + np.uint64(2)]
-            elif kind == 8 and ln == 10:
-                v = np.int64(0)
-                for k in range(np.uint64(2), np.uint64(6)):
-                    v = (v << 8) | np.int64(buf[p + k])
-                tsval[i] = v
-                v = np.int64(0)
-                for k in range(np.uint64(6), np.uint64(10)):
-                    v = (v << 8) | np.int64(buf[p + k])
-                tsecr[i] = v
-            p += ln
+        if p + np.uint64(1) >= e:
+            break
+        ln = np.uint64(a[p + np.uint64(1)])
+        if ln < np.uint64(2) or p + ln > e:
+            break
+        if kind == 2 and ln == 4:
+            mss[i] = (np.int64(a[p + np.uint64(2)]) << 8) | np.int64(a[p + np.uint64(3)])
+        elif kind == 3 and ln == 3:
+            wscale[i] = a[p + np.uint64(2)]
+        elif kind == 8 and ln == 10:
+            v = np.int64(0)
+            for k in range(np.uint64(2), np.uint64(6)):
+                v = (v << 8) | np.int64(a[p + k])
+            tsval[i] = v
+            v = np.int64(0)
+            for k in range(np.uint64(6), np.uint64(10)):
+                v = (v << 8) | np.int64(a[p + k])
+            tsecr[i] = v
+        p += ln
+
+
+@njit(cache=True)
+def tcp_options(buf, off, hdr, t4, doff, lim, rows, mss, wscale, tsval, tsecr):  # pragma: no cover - numba
+    """For each row i in ``rows``: walk the TCP options of the header at t4[i] (data offset
+    doff[i] words) up to min(header end, lim[i]); fill mss[i] (kind 2), wscale[i] (kind 3)
+    and tsval[i]/tsecr[i] (kind 8). End-of-list or an option running past the end ends the
+    walk. Bytes come from the header copy ``hdr`` (``copy_headers``) when the options lie in
+    its window, else from ``buf``."""
+    width = hdr.shape[1]
+    flat = hdr.reshape(-1)
+    for k in range(rows.shape[0]):
+        i = rows[k]
+        start = t4[i] + 20
+        stop = min(t4[i] + doff[i] * 4, lim[i])
+        if stop <= start or start < 0:
+            continue
+        q = start - off[i]
+        if q >= 0 and stop - off[i] <= width:
+            row = np.uint64(i * width)
+            _walk(flat, row + np.uint64(q), row + np.uint64(stop - off[i]), i, mss, wscale, tsval, tsecr)
+        else:
+            _walk(buf, np.uint64(start), np.uint64(stop), i, mss, wscale, tsval, tsecr)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from meshpkt.capture.reader import CaptureBuffer, CaptureProblem, capture_size, open_capture, release_pages
 from meshpkt.decode import fast, slow
-from meshpkt.decode.schema import ABSENT, COLUMN_NAMES, COLUMNS, empty_columns
+from meshpkt.decode.schema import ABSENT, COLUMN_NAMES, COLUMNS
 from meshpkt.errors import CaptureError, UsageError
 
 CAPTURE_GLOBS = ("*.pcap", "*.pcapng", "*.pcap.gz", "*.pcapng.gz")
@@ -70,7 +70,9 @@ def decode_buffer(cap: CaptureBuffer, *, point: str | None = None, vxlan_ports: 
     if any(not 0 <= p <= 65535 for p in ports if p != -2):
         raise UsageError(f"VXLAN ports must be 0..65535, got {list(vxlan_ports)}")
     n = len(cap)
-    cols = empty_columns(n)
+    given = ("record", "ts_ns", "caplen", "wirelen", "linktype")  # set below, not pre-filled
+    cols = {name: np.full(n, absent, dtype=dtype) for name, (dtype, absent, _d) in COLUMNS.items()
+            if dtype != "category" and name not in given}
     cols["record"] = np.arange(n, dtype=np.int64)
     cols["ts_ns"] = np.asarray(cap.ts_ns, dtype=np.int64)
     cols["caplen"] = np.asarray(cap.caplen, dtype=np.uint32)
@@ -106,6 +108,8 @@ def decode_buffer(cap: CaptureBuffer, *, point: str | None = None, vxlan_ports: 
     for name in COLUMN_NAMES:
         if name == "point":
             data[name] = pd.Categorical.from_codes(codes, categories=cats)
+        elif COLUMNS[name][0] == "object":  # an explicit dtype spares pandas scanning for one
+            data[name] = pd.Series(cols.pop(name), dtype=object, copy=False)
         else:
             data[name] = cols.pop(name)
     df = pd.DataFrame(data, copy=False)

@@ -42,13 +42,17 @@ SPEC_L2 = {
 TAG_REGION = {1: 14, 113: 16, 276: 20}
 SPEC_RAW = _spec([(0, 1), (0, 4)])
 # b0, total length, id (IPv6: payload length), flags+fragment, ttl, proto, src, dst, nh6, hlim6
-SPEC_IP = _spec([(0, 1), (2, 2), (4, 2), (6, 2), (8, 1), (9, 1), (12, 4), (16, 4), (6, 1), (7, 1)])
-# sport, dport, ESP SPI, VXLAN flags, VNI
-SPEC_L4 = _spec([(0, 2), (2, 2), (0, 4), (8, 1), (12, 3)])
-# inner Ethernet: dst, src, type, tci, type after the tag
-SPEC_IETH = _spec([(0, 6), (6, 6), (12, 2), (14, 2), (16, 2)])
-# transport: sport, dport, seq, ack, data offset byte, flags, window, icmp type, icmp code
-SPEC_T = _spec([(0, 2), (2, 2), (4, 4), (8, 4), (12, 1), (13, 1), (14, 2), (0, 1), (1, 1)])
+SPEC_IP4 = _spec([(0, 1), (2, 2), (4, 2), (6, 2), (8, 1), (9, 1), (12, 4), (16, 4)])
+SPEC_IP6 = _spec([(6, 1), (7, 1)])
+# sport, dport, VXLAN flags, VNI; ESP SPI
+SPEC_L4 = _spec([(0, 2), (2, 2), (8, 1), (12, 3)])
+SPEC_ESP = _spec([(0, 4)])
+# inner Ethernet: dst, src, type; tci, type after the tag
+SPEC_IETH = _spec([(0, 6), (6, 6), (12, 2)])
+SPEC_IETH_TAG = _spec([(14, 2), (16, 2)])
+# transport: sport, dport, seq, ack, data offset byte, flags, window; icmp type, icmp code
+SPEC_T = _spec([(0, 2), (2, 2), (4, 4), (8, 4), (12, 1), (13, 1), (14, 2)])
+SPEC_ICMP = _spec([(0, 1), (1, 1)])
 
 
 def _isin(a: np.ndarray, values: Sequence[int]) -> np.ndarray:
@@ -93,24 +97,36 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
     is_sll = lt == 113
     is_sll2 = lt == 276
     has_et = is_eth | is_sll | is_sll2
-    L = np.full((8, n), -1, I64)
-    tr = np.zeros(n, I64)
-    for code, spec in SPEC_L2.items():
-        m = lt == code
-        if m.any():
-            read_fields(buf, off, hdr, off, m, end, spec, L, False)
+    present = [(code, spec, m) for code, spec in SPEC_L2.items() if (m := lt == code).any()]
+    if len(present) == 1 and present[0][2].all():  # common: one link type
+        tr: np.ndarray | int = TAG_REGION[present[0][0]]
+        short |= off + tr > end
+    else:
+        tr = np.zeros(n, I64)
+        for code, _sp, m in present:
             tr[m] = TAG_REGION[code]
             short |= m & (off + TAG_REGION[code] > end)
-    dst, src, aux, t0, tci0, t1, tci1, t2 = L
+    L = np.full((4, n), -1, I64)
+    for _code, spec, m in present:
+        read_fields(buf, off, hdr, off, m, end, spec[:4], L, False)
+    dst, src, aux, t0 = L
     put("eth_dst", dst > 0, dst)
     put("eth_src", (src > 0) & (is_eth | (aux == 6)), src)
     tag1 = _isin(t0, TAGS)
-    tag2 = tag1 & _isin(t1, TAGS)
-    put("vlan", tag1 & (tci0 >= 0), tci0 & 0xFFF)
-    put("vlan2", tag2 & (tci1 >= 0), tci1 & 0xFFF)
-    etype = np.where(tag2, t2, np.where(tag1, t1, t0))
+    if tag1.any():  # VLAN tags: read the tag fields
+        LT = np.full((4, n), -1, I64)
+        for _code, spec, m in present:
+            read_fields(buf, off, hdr, off, m, end, spec[4:], LT, False)
+        tci0, t1, tci1, t2 = LT
+        tag2 = tag1 & _isin(t1, TAGS)
+        put("vlan", tag1 & (tci0 >= 0), tci0 & 0xFFF)
+        put("vlan2", tag2 & (tci1 >= 0), tci1 & 0xFFF)
+        etype = np.where(tag2, t2, np.where(tag1, t1, t0))
+        l3 = off + tr + 4 * (tag1.astype(I64) + tag2)
+    else:
+        etype = t0
+        l3 = off + tr
     short |= has_et & (etype < 0)
-    l3 = off + tr + 4 * (tag1.astype(I64) + tag2)
 
     is_raw = _isin(lt, (101, 12, 14))
     is_null = (lt == 0) | (lt == 108)
@@ -134,10 +150,13 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
     # ------------------------------------------------------------------ outer IP
     is_ipt = (etype == 0x800) | (etype == 0x86DD)
     bad |= (etype >= 0) & ~is_ipt
-    b0, tot, ipid, ff, ttl4, proto4, src4, dst4, nh, hlim = fields(SPEC_IP, l3, is_ipt, end)
+    b0, tot, ipid, ff, ttl4, proto4, src4, dst4 = fields(SPEC_IP4, l3, is_ipt, end)
     ver = b0 >> 4
     ip4 = is_ipt & (etype == 0x800) & (ver == 4)
     ip6 = is_ipt & (etype == 0x86DD) & (ver == 6)
+    any6 = bool(ip6.any())
+    if any6:
+        nh, hlim = fields(SPEC_IP6, l3, ip6, end)
     bad |= is_ipt & (b0 >= 0) & ~(ip4 | ip6)
     short |= is_ipt & (b0 < 0)
     ihl = b0 & 0xF
@@ -150,34 +169,40 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
     put("outer_src", ip4 & (src4 > 0), src4)
     put("outer_dst", ip4 & (dst4 > 0), dst4)
     put("outer_ttl", ip4, ttl4)
-    put("outer_ttl", ip6, hlim)
-    proto = np.where(ip4, proto4, np.where(ip6, nh, -1))
+    if any6:
+        put("outer_ttl", ip6, hlim)
+        proto = np.where(ip4, proto4, np.where(ip6, nh, -1))
+    else:
+        proto = np.where(ip4, proto4, -1)
     out["outer_proto"][sl] = proto
     put("outer_ipver", ip4, 4)
-    put("outer_ipver", ip6, 6)
     bad |= ip4 & (ihl < 5)
     slow = ip4 & (ihl > 5)
-    l4 = l3 + np.where(ip6, 40, ihl * 4)
+    l4 = l3 + np.where(ip6, 40, ihl * 4) if any6 else l3 + ihl * 4
     short |= ip4 & (ihl >= 5) & (l4 > end)
-    if ip6.any():
+    if any6:
+        put("outer_ipver", ip6, 6)
         slow |= ip6 & _isin(nh, V6_EXT)
         short |= ip6 & (l3 + 40 > end)
         _v6(buf, l3 + 8, ip6 & (l3 + 24 <= end), out["outer_src6"], s)
         _v6(buf, l3 + 24, ip6 & (l3 + 40 <= end), out["outer_dst6"], s)
-    ip_end = np.where(ip4 & (tot >= 0), np.where(tot == 0, frame_end, l3 + tot), frame_end)
-    ip_end = np.where(ip6 & (ipid >= 0), l3 + 40 + ipid, ip_end)
+    ip_end = np.where(ip4 & (tot > 0), l3 + tot, frame_end)  # total length 0 (TSO): the frame's end
+    if any6:
+        ip_end = np.where(ip6 & (ipid >= 0), l3 + 40 + ipid, ip_end)
     bad |= (ip4 & (ihl >= 5) | ip6) & (l4 <= end) & (ip_end < l4)
     lim = np.minimum(end, ip_end)
     l4ok = ((ip4 & (ihl == 5)) | ip6) & (l4 <= end) & ~slow & (foff == 0) & (ip_end >= l4)
     bad |= l4ok & ~_isin(proto, L4_KNOWN)
 
     # ------------------------------------------------------------------ outer L4, VXLAN
-    sport, dport, spi, vflags, vni = fields(SPEC_L4, l4, l4ok, lim)
+    sport, dport, vflags, vni = fields(SPEC_L4, l4, l4ok, lim)
     o_tu = l4ok & ((proto == 6) | (proto == 17))
     put("outer_sport", o_tu, sport)
     put("outer_dport", o_tu, dport)
     esp = l4ok & (proto == 50)
-    put("esp_spi", esp, spi)
+    if esp.any():
+        (spi,) = fields(SPEC_ESP, l4, esp, lim)
+        put("esp_spi", esp, spi)
     vx_c = l4ok & (proto == 17) & (_isin(dport, ports) | _isin(sport, ports)) & (vflags >= 0)
     put("vxlan_flags", vx_c, vflags)
     vx = vx_c & ((vflags & 0x08) != 0)
@@ -192,19 +217,24 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
     any_vx = bool(vx.any())
     if any_vx:
         vxh = vx & (ie <= lim)
-        idst, isrc, it, itci, it2 = fields(SPEC_IETH, ie, vxh, lim)
+        idst, isrc, it = fields(SPEC_IETH, ie, vxh, lim)
         put("inner_eth_dst", idst > 0, idst)
         put("inner_eth_src", isrc > 0, isrc)
         itag = it == 0x8100
-        put("inner_vlan", itag & (itci >= 0), itci & 0xFFF)
-        iet = np.where(itag, it2, it)
-        il3 = ie + 14 + 4 * itag.astype(I64)
+        if itag.any():
+            itci, it2 = fields(SPEC_IETH_TAG, ie, itag, lim)
+            put("inner_vlan", itag & (itci >= 0), itci & 0xFFF)
+            iet = np.where(itag, it2, it)
+            il3 = ie + 14 + 4 * itag.astype(I64)
+        else:
+            iet = it
+            il3 = ie + 14
         iet_ok = vxh & (iet >= 0)
         short |= vxh & (il3 > end)
         bad |= vxh & (il3 <= end) & (il3 > lim)
         put("inner_ethertype", iet > 0, iet)
         is4 = iet_ok & (iet == 0x800)
-        ib0, itot, iid, iff, ittl, iproto, isrc4, idst4, _x, _y = fields(SPEC_IP, il3, is4, lim)
+        ib0, itot, iid, iff, ittl, iproto, isrc4, idst4 = fields(SPEC_IP4, il3, is4, lim)
         iip4 = is4 & ((ib0 >> 4) == 4)
         bad |= iet_ok & ~iip4 & ~(is4 & (il3 + 1 > end))
         short |= is4 & (il3 + 1 > end)
@@ -222,7 +252,7 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
         ih5 = iip4 & (iihl >= 5)
         short |= ih5 & (il4 > end)
         bad |= ih5 & (il4 <= end) & (il4 > lim)
-        iip_end = np.where(iip4 & (itot >= 0), np.where(itot == 0, lim, il3 + itot), lim)
+        iip_end = np.where(iip4 & (itot > 0), il3 + itot, lim)
         bad |= ih5 & (il4 <= lim) & (iip_end < il4)
         iok = iip4 & (iihl == 5) & (il4 <= lim) & (ifoff == 0) & (iip_end >= il4)
         iknown = _isin(iproto, (1, 6, 17))
@@ -243,7 +273,7 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
     udp = Tok & (TP == 17)
     icmp = Tok & ((TP == 1) | (TP == 58))
     tesp = Tok & (TP == 50)
-    tsp, tdp, seq, ack, doffb, flags, win, ity, ico = fields(SPEC_T, T4, tcp | udp | icmp, Tlim)
+    tsp, tdp, seq, ack, doffb, flags, win = fields(SPEC_T, T4, tcp | udp, Tlim)
     if any_vx:
         itu = vx & (tcp | udp)
         put("inner_sport", itu, tsp)
@@ -255,8 +285,10 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
     doff_ok = tcp & (doffb >= 0)
     doff = np.where(doff_ok, doffb >> 4, 0)
     bad |= doff_ok & (doff < 5)
-    put("icmp_type", icmp, ity)
-    put("icmp_code", icmp, ico)
+    if icmp.any():
+        ity, ico = fields(SPEC_ICMP, T4, icmp, Tlim)
+        put("icmp_type", icmp, ity)
+        put("icmp_code", icmp, ico)
     thl = np.where(tcp, doff * 4, 8)
     has_hl = (doff_ok & (doff >= 5)) | udp | icmp | tesp
     pstart = T4 + thl
@@ -269,21 +301,20 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
 
     ro = np.nonzero(doff_ok & (doff > 5))[0]
     if ro.size:
-        ostart = T4[ro] + 20
-        ostop = np.minimum(T4[ro] + doff[ro] * 4, Tlim[ro])
-        opt = np.full((4, ro.size), -1, I64)
-        tcp_options(buf, ostart, ostop, opt[0], opt[1], opt[2], opt[3])
-        rs = ro + s
-        out["tcp_mss"][rs] = opt[0]
-        out["tcp_wscale"][rs] = opt[1]
-        out["tcp_tsval"][rs] = opt[2]
-        out["tcp_tsecr"][rs] = opt[3]
+        tcp_options(buf, off, hdr, T4, doff, Tlim, ro, out["tcp_mss"][sl], out["tcp_wscale"][sl],
+                    out["tcp_tsval"][sl], out["tcp_tsecr"][sl])
 
     rp = np.nonzero(okp & (plen > 0) & (pstart < end))[0]
     if rp.size:
         hs = np.empty(rp.size, np.uint64)
         ps = pstart[rp]
-        fnv1a64(buf, ps, np.minimum(np.minimum(Tend[rp], end[rp]), ps + HASH_BYTES), hs)
+        pe = np.minimum(np.minimum(Tend[rp], end[rp]), ps + HASH_BYTES)
+        base = off[rp]
+        if (pe - base).max() <= HDR_WIDTH:  # common: every digest lies in the header copy
+            rel = rp * HDR_WIDTH - base
+            fnv1a64(hdr.reshape(-1), ps + rel, pe + rel, hs)
+        else:
+            fnv1a64(buf, ps, pe, hs)
         out["payload_hash"][rp + s] = hs
 
     out["truncated"][sl] = (cap < wire) | short
