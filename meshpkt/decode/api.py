@@ -54,35 +54,40 @@ def point_names(cap: CaptureBuffer, point: str | None = None) -> tuple[np.ndarra
     return code_of[cap.iface], cats
 
 
-def decode_buffer(cap: CaptureBuffer, *, point: str | None = None, vxlan_ports: Sequence[int] = (4789,),
-                  on_progress: Callable[[float], None] | None = None,
-                  force_slow: bool = False) -> pd.DataFrame:
-    """Decode every record of ``cap`` into the packet table (``schema.COLUMN_NAMES`` order).
+_GIVEN = ("record", "ts_ns", "caplen", "wirelen", "linktype")  # filled from the capture, not pre-filled
 
-    ``vxlan_ports``: UDP ports (source or destination) carrying VXLAN. ``force_slow`` runs
-    every packet through the exact per-packet decoder (for testing). ``on_progress`` gets
-    the fraction done now and then. The reader's damage reports are in
-    ``df.attrs["problems"]`` (a list of ``CaptureProblem``).
-    """
+
+def _ports(vxlan_ports: Sequence[int]) -> tuple[int, ...]:
     ports = tuple(int(p) for p in vxlan_ports)
-    if not ports:
-        ports = (-2,)
-    if any(not 0 <= p <= 65535 for p in ports if p != -2):
+    if any(not 0 <= p <= 65535 for p in ports):
         raise UsageError(f"VXLAN ports must be 0..65535, got {list(vxlan_ports)}")
-    n = len(cap)
-    given = ("record", "ts_ns", "caplen", "wirelen", "linktype")  # set below, not pre-filled
+    return ports or (-2,)
+
+
+def _alloc(n: int) -> dict[str, np.ndarray]:
+    """Output columns for ``n`` packets, absent values pre-filled (except the given ones)."""
     cols = {name: np.full(n, absent, dtype=dtype) for name, (dtype, absent, _d) in COLUMNS.items()
-            if dtype != "category" and name not in given}
-    cols["record"] = np.arange(n, dtype=np.int64)
-    cols["ts_ns"] = np.asarray(cap.ts_ns, dtype=np.int64)
-    cols["caplen"] = np.asarray(cap.caplen, dtype=np.uint32)
-    cols["wirelen"] = np.asarray(cap.wirelen, dtype=np.uint32)
-    cols["linktype"] = np.asarray(cap.linktype, dtype=np.uint16)
+            if dtype != "category" and name not in _GIVEN}
+    for name in _GIVEN:
+        cols[name] = np.empty(n, dtype=COLUMNS[name][0])
+    return cols
+
+
+def _decode_into(cap: CaptureBuffer, cols: dict[str, np.ndarray], base: int, ports: tuple[int, ...],
+                 on_progress: Callable[[float], None] | None = None, force_slow: bool = False) -> None:
+    """Decode every record of ``cap`` into rows ``base .. base + len(cap)`` of ``cols``."""
+    n = len(cap)
+    rows_all = slice(base, base + n)
+    cols["record"][rows_all] = np.arange(n, dtype=np.int64)
+    cols["ts_ns"][rows_all] = cap.ts_ns
+    cols["caplen"][rows_all] = cap.caplen
+    cols["wirelen"][rows_all] = cap.wirelen
+    cols["linktype"][rows_all] = cap.linktype
     buf = cap.buffer
     off = np.asarray(cap.data_off, dtype=np.int64)
-    cl = cols["caplen"].astype(np.int64)
-    wl = cols["wirelen"].astype(np.int64)
-    lt = cols["linktype"].astype(np.int64)
+    cl = np.asarray(cap.caplen, dtype=np.int64)
+    wl = np.asarray(cap.wirelen, dtype=np.int64)
+    lt = np.asarray(cap.linktype, dtype=np.int64)
     slow_rows: list[np.ndarray] = []
     if force_slow:
         slow_rows.append(np.arange(n))
@@ -90,7 +95,7 @@ def decode_buffer(cap: CaptureBuffer, *, point: str | None = None, vxlan_ports: 
         released = 0
         for s in range(0, n, fast.CHUNK):
             e = min(n, s + fast.CHUNK)
-            rows = fast.decode_chunk(buf, off[s:e], cl[s:e], wl[s:e], lt[s:e], ports, cols, s)
+            rows = fast.decode_chunk(buf, off[s:e], cl[s:e], wl[s:e], lt[s:e], ports, cols, base + s)
             if rows.size:
                 slow_rows.append(rows + s)
             if e < n:  # the file's pages before the next chunk are done with
@@ -102,8 +107,10 @@ def decode_buffer(cap: CaptureBuffer, *, point: str | None = None, vxlan_ports: 
         o = int(off[i])
         r = slow.decode_packet(buf[o:o + int(cl[i])].tobytes(), int(wl[i]), int(lt[i]), ports)
         for k, v in r.items():
-            cols[k][i] = v
-    codes, cats = point_names(cap, point)
+            cols[k][base + i] = v
+
+
+def _frame(cols: dict[str, np.ndarray], codes: np.ndarray, cats: list[str]) -> pd.DataFrame:
     data: dict[str, object] = {}
     for name in COLUMN_NAMES:
         if name == "point":
@@ -112,7 +119,25 @@ def decode_buffer(cap: CaptureBuffer, *, point: str | None = None, vxlan_ports: 
             data[name] = pd.Series(cols.pop(name), dtype=object, copy=False)
         else:
             data[name] = cols.pop(name)
-    df = pd.DataFrame(data, copy=False)
+    return pd.DataFrame(data, copy=False)
+
+
+def decode_buffer(cap: CaptureBuffer, *, point: str | None = None, vxlan_ports: Sequence[int] = (4789,),
+                  on_progress: Callable[[float], None] | None = None,
+                  force_slow: bool = False) -> pd.DataFrame:
+    """Decode every record of ``cap`` into the packet table (``schema.COLUMN_NAMES`` order).
+
+    ``vxlan_ports``: UDP ports (source or destination) carrying VXLAN. ``force_slow`` runs
+    every packet through the exact per-packet decoder (for testing). ``on_progress`` gets
+    the fraction done now and then. The reader's damage reports are in
+    ``df.attrs["problems"]`` (a list of ``CaptureProblem``).
+    """
+    ports = _ports(vxlan_ports)
+    n = len(cap)
+    cols = _alloc(n)
+    _decode_into(cap, cols, 0, ports, on_progress, force_slow)
+    codes, cats = point_names(cap, point)
+    df = _frame(cols, codes, cats)
     df.attrs["problems"] = list(cap.problems)
     return df
 
@@ -182,11 +207,11 @@ def read(captures: Iterable[str | Path | tuple[str, str | Path]], *, vxlan_ports
     done = 0
     if progress is not None:
         progress(0, total)
-    frames: list[pd.DataFrame] = []
     found: list[CaptureProblem] = []
+    opened: list[tuple[str | None, CaptureBuffer, int]] = []
     for (point, path), size in zip(items, sizes, strict=True):
         try:
-            cap = open_capture(path)
+            opened.append((point, open_capture(path), size))  # memory-mapped; records scanned
         except CaptureError as e:
             if problems is None:
                 raise
@@ -195,38 +220,45 @@ def read(captures: Iterable[str | Path | tuple[str, str | Path]], *, vxlan_ports
             done += size
             if progress is not None:
                 progress(done, total)
-            continue
+    # one allocation for every file's rows: no per-file tables to concatenate afterwards
+    ports = _ports(vxlan_ports)
+    cols = _alloc(sum(len(cap) for _, cap, _ in opened))
+    cats: list[str] = []
+    codes: list[np.ndarray] = []
+    base = 0
+    for point, cap, size in opened:
         if progress is not None:
             progress(done + size // 4, total)
 
-        def _chunk(frac: float, base: int = done, sz: int = size) -> None:
+        def _chunk(frac: float, b: int = done, sz: int = size) -> None:
             if progress is not None:
-                progress(base + sz // 4 + int(frac * (sz - sz // 4)), total)
+                progress(b + sz // 4 + int(frac * (sz - sz // 4)), total)
 
-        df = decode_buffer(cap, point=point, vxlan_ports=vxlan_ports,
-                           on_progress=_chunk if progress is not None else None)
+        _decode_into(cap, cols, base, ports, _chunk if progress is not None else None)
+        fcodes, fcats = point_names(cap, point)
+        remap = np.array([_index(cats, c) for c in fcats], dtype=np.int32)
+        codes.append(remap[fcodes])
         found.extend(cap.problems)
-        del cap
-        frames.append(df)
+        base += len(cap)
         done += size
         if progress is not None:
             progress(done, total)
+    opened.clear()
     if problems is not None:
         problems.extend(found)
     else:
         for pr in found:
             warnings.warn(str(pr), stacklevel=2)
-    if not frames:
-        out = empty_table()
-    elif len(frames) == 1:
-        out = frames[0]
-    else:
-        cats = list(dict.fromkeys(c for f in frames for c in f["point"].cat.categories))
-        for f in frames:
-            f["point"] = f["point"].cat.set_categories(cats)
-        out = pd.concat(frames, ignore_index=True)
+    out = _frame(cols, np.concatenate(codes) if codes else np.zeros(0, np.int32), cats)
     out.attrs["problems"] = found
     return out
+
+
+def _index(names: list[str], name: str) -> int:
+    """Position of ``name`` in ``names``, appending it when new."""
+    if name not in names:
+        names.append(name)
+    return names.index(name)
 
 
 __all__ = ["ABSENT", "capture_stem", "decode_buffer", "decode_file", "empty_table", "expand_captures",
