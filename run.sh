@@ -38,6 +38,7 @@ case "${1:-}" in
         apt_install tcpdump tshark iptables nftables iproute2 ipvsadm curl procps
         venv "[test]"
         "$VENV/bin/ruff" check meshpkt tests benchmarks notebooks
+        "$VENV/bin/mypy" meshpkt
         shift
         exec "$VENV/bin/python" -m pytest "$@"
         ;;

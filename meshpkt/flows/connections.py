@@ -271,6 +271,9 @@ def _task_point(topo: Topology, node: str, task: str) -> str | None:
     return cands[0].point if cands else None
 
 
+_NONE = np.array(None, dtype=object)
+
+
 def _map(values: np.ndarray, table: dict) -> np.ndarray:
     """dict lookup over an array (None where absent), one Python call per distinct value."""
     uniq, inv = np.unique(values, return_inverse=True)
@@ -317,17 +320,17 @@ def _per_connection(conns: pd.DataFrame, hops: pd.DataFrame, topo: Topology) -> 
     is_task_ip = np.isin(b_ip, np.array(list(topo.tasks), dtype=np.int64))
     changed = (b_ip != entry_ip) | (col["dport"][last_row] != col["dport"][first_row])
     has_backend = (changed & ~before_lb) | is_task_ip
-    backend = np.where(has_backend, col["dst"][last_row].astype(object), None)
+    backend = np.where(has_backend, col["dst"][last_row].astype(object), _NONE)
     task_known = has_backend & is_task_ip
-    t_node = np.where(task_known, _map(b_ip, {ip: t.node for ip, t in topo.tasks.items()}), None)
-    t_name = np.where(task_known, _map(b_ip, {ip: t.name for ip, t in topo.tasks.items()}), None)
+    t_node = np.where(task_known, _map(b_ip, {ip: t.node for ip, t in topo.tasks.items()}), _NONE)
+    t_name = np.where(task_known, _map(b_ip, {ip: t.name for ip, t in topo.tasks.items()}), _NONE)
     last_is_task = col["role"][last_row] == "task"
-    task_point = np.where(last_is_task, point[last_row], None)
+    task_point = np.where(last_is_task, point[last_row], _NONE)
     need = (task_point == None) & task_known  # noqa: E711
     if need.any():
-        tp = {k: _task_point(topo, k[0], k[1]) for k in set(zip(t_node[need], t_name[need], strict=True))}
-        task_point[need] = [tp[k] for k in zip(t_node[need], t_name[need], strict=True)]
-    bnode = np.where(task_known, t_node, np.where(last_is_task, col["node"][last_row].astype(object), None))
+        tp = {nk: _task_point(topo, nk[0], nk[1]) for nk in set(zip(t_node[need], t_name[need], strict=True))}
+        task_point[need] = [tp[nk] for nk in zip(t_node[need], t_name[need], strict=True)]
+    bnode = np.where(task_known, t_node, np.where(last_is_task, col["node"][last_row].astype(object), _NONE))
     # else: the VTEP the forward packets were sent to
     efw = np.flatnonzero(enc & fwd)
     last_enc = np.full(n, -1, np.int64)
@@ -353,10 +356,10 @@ def _per_connection(conns: pd.DataFrame, hops: pd.DataFrame, topo: Topology) -> 
     combo, combos = pd.factorize(combo_keys)
     t_rows = []
     t_len = np.zeros(len(combos), np.int64)
-    for k, (e, b, tpt) in enumerate(combos):
-        tmpl = [t for t in expected_path(topo, e, b, tpt) if t[0] in topo.points]
-        t_len[k] = len(tmpl)
-        t_rows += [(k, j, p, bool(en)) for j, (p, en) in enumerate(tmpl)]
+    for c_no, (e, b, tpt) in enumerate(combos):
+        path = [t for t in expected_path(topo, e, b, tpt) if t[0] in topo.points]
+        t_len[c_no] = len(path)
+        t_rows += [(c_no, j, p, bool(en)) for j, (p, en) in enumerate(path)]
     tmpl = pd.DataFrame(t_rows, columns=["combo", "pos", "point", "enc"])
     t_off = np.r_[0, np.cumsum(t_len)[:-1]]
     t_point = tmpl["point"].to_numpy(dtype=object)
