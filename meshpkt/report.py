@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from meshpkt.flows.connections import ip4_strings
+from meshpkt.decode.addr import ip4_str, mac_str
 
 #: Column order of ``meshpkt analyze --packets`` exports (first the documented minimum).
 PACKET_EXPORT_COLUMNS = (
@@ -26,22 +26,13 @@ _NULLABLE_INT = ("outer_proto", "outer_sport", "outer_dport", "vni", "inner_prot
                  "tcp_wscale", "tcp_tsval", "tcp_tsecr", "icmp_type", "icmp_code")
 
 
-def _mac_strings(values: pd.Series) -> np.ndarray:
-    a = values.to_numpy().astype(np.uint64)
-    hexs = pd.Series(a).map(lambda x: f"{int(x):012x}")
-    out = (hexs.str[0:2] + ":" + hexs.str[2:4] + ":" + hexs.str[4:6] + ":" + hexs.str[6:8] + ":" +
-           hexs.str[8:10] + ":" + hexs.str[10:12]).to_numpy(dtype=object)
-    out[a == 0] = ""
-    return out
-
-
 def packets_for_export(packets: pd.DataFrame) -> pd.DataFrame:
     """The per-packet table with addresses as strings and absent values as nulls."""
     cols = [c for c in PACKET_EXPORT_COLUMNS if c in packets.columns]
     out = packets[cols].copy()
     out["point"] = out["point"].astype(str)
     for c in _ADDR4:
-        strs = ip4_strings(out[c])
+        strs = ip4_str(out[c])
         v6col = c + "6"
         if v6col in packets.columns:
             v6 = packets[v6col].to_numpy()
@@ -53,7 +44,7 @@ def packets_for_export(packets: pd.DataFrame) -> pd.DataFrame:
         out[c] = strs
     for c in _MAC:
         if c in out.columns:
-            out[c] = _mac_strings(out[c])
+            out[c] = mac_str(out[c].to_numpy())
     for c in _NULLABLE_INT:
         if c in out.columns:
             s = out[c]

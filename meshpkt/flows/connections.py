@@ -5,23 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from meshpkt.flows.addr import ip4_int
+from meshpkt.decode.addr import ip4_int, ip4_str
 from meshpkt.flows.reconstruct import Reconstruction
 from meshpkt.flows.topology import GWBRIDGE_NET, Topology
 
 
-def ip4_strings(values: np.ndarray | pd.Series) -> np.ndarray:
-    """Dotted quads for an integer array ("" for 0), vectorised."""
-    a = np.asarray(values, dtype=np.int64) & 0xFFFFFFFF
-    parts = [pd.Series((a >> s) & 255).astype(str) for s in (24, 16, 8, 0)]
-    out = (parts[0] + "." + parts[1] + "." + parts[2] + "." + parts[3]).to_numpy(dtype=object)
-    out[a == 0] = ""
-    return out
-
-
 def endpoint_strings(ip: np.ndarray | pd.Series, port: np.ndarray | pd.Series) -> np.ndarray:
     """``"ip:port"`` (``"ip"`` without a port), vectorised."""
-    ips = ip4_strings(ip)
+    ips = ip4_str(ip)
     ports = np.asarray(port, dtype=np.int64)
     with_port = pd.Series(ips) + ":" + pd.Series(ports).astype(str)
     return np.where(ports >= 0, with_port.to_numpy(dtype=object), ips)
@@ -43,8 +34,8 @@ def build_hops(rec: Reconstruction) -> pd.DataFrame:
         "src": endpoint_strings(lf["src"], lf["sport"]),
         "dst": endpoint_strings(lf["dst"], lf["dport"]),
         "vni": pd.array(lf["vni"].where(lf["vni"] >= 0), dtype="Int64"),
-        "outer_src": np.where(lf["vni"].to_numpy() >= 0, ip4_strings(lf["outer_src"]), np.array(None)),
-        "outer_dst": np.where(lf["vni"].to_numpy() >= 0, ip4_strings(lf["outer_dst"]), np.array(None)),
+        "outer_src": np.where(lf["vni"].to_numpy() >= 0, ip4_str(lf["outer_src"]), np.array(None)),
+        "outer_dst": np.where(lf["vni"].to_numpy() >= 0, ip4_str(lf["outer_dst"]), np.array(None)),
         "first_ts_ns": lf["first_ts_ns"].to_numpy(),
         "latency_ns": (fwd_first - base).astype("Int64").to_numpy(),
         "since_start_ns": (lf["first_ts_ns"] - conn_first).to_numpy(),

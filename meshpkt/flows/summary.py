@@ -7,10 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from meshpkt.flows.connections import ip4_strings
+from meshpkt.capture.linktypes import name as linktype_name
+from meshpkt.decode.addr import ip4_str
 
-LINKTYPE_NAMES = {0: "NULL", 1: "EN10MB", 101: "RAW", 108: "LOOP", 113: "LINUX_SLL", 228: "IPV4", 229: "IPV6",
-                  276: "LINUX_SLL2", 12: "RAW", 14: "RAW"}
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 50: "esp", 58: "icmp6"}
 
 
@@ -30,7 +29,7 @@ def summarize(packets: pd.DataFrame, top: int = 10) -> dict[str, Any]:
     out["points"] = {str(k): int(v) for k, v in packets["point"].value_counts().items() if v}
     out["points"] = dict(sorted(out["points"].items()))
     lt = packets["linktype"].value_counts().sort_index()
-    out["linktypes"] = {f"{LINKTYPE_NAMES.get(int(k), 'LINKTYPE')}({int(k)})": int(v) for k, v in lt.items()}
+    out["linktypes"] = {f"{linktype_name(int(k)).split(' ')[0]}({int(k)})": int(v) for k, v in lt.items()}
     vni = packets["vni"].to_numpy()
     vc = pd.Series(vni[vni >= 0]).value_counts().sort_index()
     out["vnis"] = {str(int(k)): int(v) for k, v in vc.items()}
@@ -46,7 +45,7 @@ def summarize(packets: pd.DataFrame, top: int = 10) -> dict[str, Any]:
               .sort_values("sum", ascending=False).head(top).reset_index())
     out["top_talkers"] = [
         {"src": s, "dst": d, "proto": PROTO_NAMES.get(int(p), str(int(p))), "packets": int(c), "bytes": int(b)}
-        for s, d, p, c, b in zip(ip4_strings(talk["outer_src"]), ip4_strings(talk["outer_dst"]),
+        for s, d, p, c, b in zip(ip4_str(talk["outer_src"]), ip4_str(talk["outer_dst"]),
                                  talk["outer_proto"], talk["size"], talk["sum"], strict=True)]
     inner = packets[(packets["vni"] >= 0) & (packets["inner_src"] != 0)]
     flows = (inner.groupby(["vni", "inner_src", "inner_sport", "inner_dst", "inner_dport", "inner_proto"],
@@ -54,7 +53,7 @@ def summarize(packets: pd.DataFrame, top: int = 10) -> dict[str, Any]:
     out["inner_flows"] = [
         {"vni": int(r_vni), "src": f"{s}:{sp}" if sp >= 0 else s, "dst": f"{d}:{dp}" if dp >= 0 else d,
          "proto": PROTO_NAMES.get(int(pr), str(int(pr))), "packets": int(c)}
-        for r_vni, s, sp, d, dp, pr, c in zip(flows["vni"], ip4_strings(flows["inner_src"]), flows["inner_sport"],
-                                             ip4_strings(flows["inner_dst"]), flows["inner_dport"],
+        for r_vni, s, sp, d, dp, pr, c in zip(flows["vni"], ip4_str(flows["inner_src"]), flows["inner_sport"],
+                                             ip4_str(flows["inner_dst"]), flows["inner_dport"],
                                              flows["inner_proto"], flows["packets"], strict=True)]
     return out

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from meshpkt.decode.addr import ip4_int
 from meshpkt.errors import UsageError
-from meshpkt.flows.addr import ip4_int
 
 ROLES = ("client", "host", "ingress_sbox", "overlay", "lb", "task", "underlay", "unknown")
 
@@ -118,7 +118,7 @@ def _ip(text: Any) -> int | None:
         return None
     try:
         return ip4_int(str(text).split("/")[0])
-    except ValueError:
+    except UsageError:
         return None
 
 
