@@ -37,6 +37,7 @@ from scapy.packet import Packet, Raw
 
 from meshpkt.errors import UsageError
 from meshpkt.layers.vxlan import VXLAN, VXLAN_PORT
+from meshpkt.mesh.addr import docker_mac, mac_str
 from meshpkt.mesh.path import PathKind, stages
 
 # --- reference capture values -------------------------------------------------------------------
@@ -74,11 +75,7 @@ def swarm_mac(ip: str | int) -> str:
     >>> swarm_mac("10.0.0.20")
     '02:42:0a:00:00:14'
     """
-    try:
-        raw = ipaddress.IPv4Address(ip).packed
-    except ValueError as exc:
-        raise UsageError(f"not an IPv4 address: {ip!r}") from exc
-    return "02:42:" + ":".join(f"{b:02x}" for b in raw)
+    return mac_str(docker_mac(ip))
 
 
 @dataclass(frozen=True)
