@@ -122,7 +122,10 @@ _IFACE_RANK = {"eth0": 0, "docker_gwbridge": 1, "eth1": 0, "br0": 0, "vxlan0": 2
 
 
 def _points_of(topo: Topology, node: str, role: str) -> list[str]:
-    pts = [p for p in topo.points.values() if p.node == node and p.role == role]
+    """Capture points of ``node`` with ``role``; overlay points of the ingress network only (an
+    ingress connection never crosses the bridges of other overlays)."""
+    pts = [p for p in topo.points.values() if p.node == node and p.role == role
+           and (role != "overlay" or p.network in ("", "ingress"))]
     if role == "ingress_sbox":
         pts.sort(key=lambda p: (0 if p.iface == "eth1" else 1, p.iface))
     else:
@@ -389,7 +392,8 @@ def _progress_columns(x: pd.DataFrame, n: int, length: np.ndarray) -> pd.DataFra
     def at(p: np.ndarray) -> np.ndarray:
         if not len(point):
             return np.full(len(p), None, dtype=object)
-        found: np.ndarray = np.where(p >= 0, point[np.clip(base + p, 0, len(point) - 1)], None)
+        found = point[np.clip(base + p, 0, len(point) - 1)].copy()
+        found[p < 0] = None
         return found
 
     for name in ("fwd_max", "next_pos", "bwd_min", "prev_pos", "last_pos"):
