@@ -165,7 +165,7 @@ def build_connections(rec: Reconstruction, hops: pd.DataFrame, topo: Topology) -
     ends = _endpoints(conns, path_hops, topo)
     for name, values in ends.items():
         conns[name] = pd.Series(values, index=conns.index, dtype=object)
-    windows = capture_windows(rec)
+    windows = rec.windows
     ev = empty_evidence(len(conns))
     progress = _path_progress(conns, path_hops, topo, windows)
     _losses_into(conns, rec, path_hops)
@@ -216,16 +216,10 @@ def _basics(rec: Reconstruction, hops: pd.DataFrame) -> pd.DataFrame:
 
 
 #: a point with packets is taken to have been capturing this long before its first and after its last
-#: packet (taps are idle between connections); a point with none while a connection ran (its capture
-#: stopped, started late, or is empty) is "no data from this point", not a loss
+#: packet (taps are idle between connections); an empty capture was capturing (and saw nothing); a
+#: point the topology names but that was not captured, or whose packets are all far from a
+#: connection, is "no data from this point" for it, not a loss
 CAPTURE_SLACK_NS = 10_000_000_000
-
-
-def capture_windows(rec: Reconstruction) -> pd.DataFrame:
-    """Per capture point: the first and last (clock-corrected) timestamp of its packets."""
-    a = rec.assign
-    point = rec.lflows["point"].astype(str).reindex(a["lflow"].to_numpy()).to_numpy()
-    return pd.DataFrame({"point": point, "ts": a["ts_corr"].to_numpy()}).groupby("point")["ts"].agg(["min", "max"])
 
 
 def _task_point(topo: Topology, node: str, task: str) -> str | None:
@@ -359,8 +353,11 @@ def _path_progress(conns: pd.DataFrame, hops: pd.DataFrame, topo: Topology, wind
     first = conns["first_ts_ns"].to_numpy().astype(np.int64)
     last = first + conns["duration_ns"].to_numpy().astype(np.int64)
     w = windows.reindex(x["point"].to_numpy())
-    x["covered"] = (w["min"].to_numpy() - CAPTURE_SLACK_NS <= last[ci]) & (w["max"].to_numpy() + CAPTURE_SLACK_NS
-                                                                          >= first[ci])
+    wmin, wmax = w["min"].to_numpy(), w["max"].to_numpy()
+    captured = x["point"].isin(windows.index).to_numpy()
+    empty = captured & np.isnan(wmin)
+    x["covered"] = empty | ((wmin - CAPTURE_SLACK_NS <= last[ci]) & (wmax + CAPTURE_SLACK_NS >= first[ci]))
+    x["during"] = (wmin <= last[ci]) & (wmax >= first[ci])
     hk = pd.DataFrame({"ci": pd.Index(conns.index).get_indexer(hops["conn_id"].to_numpy()),
                        "point": hops["point"].astype(str).to_numpy(dtype=object), "enc": hops["vni"].notna().to_numpy(),
                        "f": hops["fwd_packets"].to_numpy() > 0, "b": hops["bwd_packets"].to_numpy() > 0})
@@ -381,7 +378,10 @@ def _progress_columns(x: pd.DataFrame, n: int, length: np.ndarray) -> pd.DataFra
     ci, pos, cov = x["ci"].to_numpy(), x["pos"].to_numpy(), x["covered"].to_numpy()
     fwd_max = _group_reduce(x, x["f"].to_numpy(), "max", n)
     bwd_min = _group_reduce(x, x["b"].to_numpy(), "min", n)
-    out = pd.DataFrame({"length": length, "fwd_max": fwd_max, "bwd_min": bwd_min,
+    reply_at_end = np.zeros(n, dtype=bool)
+    reply_at_end[ci[x["b"].to_numpy() & (pos == fwd_max[ci])]] = True
+    passed = ~x["f"].to_numpy() & ~x["b"].to_numpy() & (pos < fwd_max[ci]) & ~x["during"].to_numpy()
+    out = pd.DataFrame({"length": length, "fwd_max": fwd_max, "bwd_min": bwd_min, "reply_at_end": reply_at_end,
                         "next_pos": _group_reduce(x, cov & (pos > fwd_max[ci]), "min", n),
                         "prev_pos": _group_reduce(x, cov & (pos < np.where(bwd_min[ci] < 0, 0, bwd_min[ci])),
                                                   "max", n),
@@ -398,7 +398,7 @@ def _progress_columns(x: pd.DataFrame, n: int, length: np.ndarray) -> pd.DataFra
 
     for name in ("fwd_max", "next_pos", "bwd_min", "prev_pos", "last_pos"):
         out[name + "_point"] = at(out[name].to_numpy())
-    gaps = x[~cov]
+    gaps = x[~cov | passed]  # not captured then; or captured, silent, and the connection went past it
     nodata = gaps.groupby("ci")["point"].agg(lambda s: ", ".join(dict.fromkeys(s)))
     out["no_data_at"] = nodata.reindex(range(n)).to_numpy(dtype=object)
     return out
@@ -494,7 +494,8 @@ def _judge(conns: pd.DataFrame, hops: pd.DataFrame, pr: pd.DataFrame, ev: dict[s
     j.set(lost & (~healthy | conns["undelivered"].to_numpy()), "never-reached", **loss_ev)
     rest = todo & (fwd_max >= 0)
     reply_ok = healthy & ((pr["prev_pos"].to_numpy() < 0) | ~any_bwd)
-    j.set(rest & ~reply_ok & (bwd_min < 0), "no-reply", ev_from=pr["last_pos_point"].to_numpy())
+    at_end = pr["reply_at_end"].to_numpy()
+    j.set(rest & ~reply_ok & ~at_end, "no-reply", ev_from=pr["fwd_max_point"].to_numpy())
     j.set(rest & ~reply_ok & (bwd_min > 0) & (pr["prev_pos"].to_numpy() >= 0), "reply-lost",
           ev_from=pr["bwd_min_point"].to_numpy(), ev_to=pr["prev_pos_point"].to_numpy(), ev_dir="reply")
     j.set(lost, "lost-between", **loss_ev)

@@ -147,12 +147,15 @@ class Summaries:
     """What matching needs, per (point, local flow): small, mergeable tables.
 
     ``lflows``: one row per local flow (LFLOW_COLUMNS + first/last ts, packets, bytes, flags);
-    ``anchors``: one row per (local flow, anchor key): key, ts (first), dir_lo, seq, syn.
+    ``anchors``: one row per (local flow, anchor key): key, ts (first), dir_lo, seq, syn, isn (the
+    key is an opening's ISN key: it links local flows but is no packet's identity);
+    ``points``: per capture point (empty captures included), its first/last timestamp and packets.
     """
 
     point_names: list[str]
     lflows: pd.DataFrame
     anchors: pd.DataFrame
+    points: pd.DataFrame  # per point of the capture (empty ones included): first_ts_ns, last_ts_ns, packets
 
 
 def local_flow_summaries(packets: pd.DataFrame, ids: PacketIds | None = None) -> Summaries:
@@ -163,14 +166,38 @@ def local_flow_summaries(packets: pd.DataFrame, ids: PacketIds | None = None) ->
     fl = p["tcp_flags"].to_numpy().astype(np.int64)
     keep = ~ids.dup
     obs = pd.DataFrame({"lflow": ids.lflow, "key": ids.key, "ts": ts, "dir_lo": ids.dir_lo,
-                        "seq": p["tcp_seq"].to_numpy(), "syn": (fl >= 0) & ((fl & TCP_SYN) != 0),
+                        "seq": p["tcp_seq"].to_numpy(), "isn_key": _isn_keys(p, fl),
+                        "syn": (fl >= 0) & ((fl & TCP_SYN) != 0),
                         "fin": (fl >= 0) & ((fl & TCP_FIN) != 0), "rst": (fl >= 0) & ((fl & TCP_RST) != 0),
                         "wl": p["wirelen"].to_numpy().astype(np.int64)})[keep]
     agg = obs.groupby("lflow").agg(first_ts_ns=("ts", "min"), last_ts_ns=("ts", "max"), packets=("ts", "size"),
                                    bytes=("wl", "sum"), syn=("syn", "any"), rst=("rst", "any"))
     lflows = ids.lflows.join(agg)
     lflows["point"] = pd.Categorical.from_codes(lflows["point"].to_numpy(), categories=ids.point_names)
-    return Summaries(ids.point_names, lflows, _anchors(obs))
+    return Summaries(ids.point_names, lflows, _anchors(obs), point_spans(packets))
+
+
+def point_spans(packets: pd.DataFrame) -> pd.DataFrame:
+    """First/last timestamp and packet count of every capture point (all packets; empty captures
+    keep a row with NaN times), indexed by point name."""
+    cat = packets["point"].astype("category")
+    g = pd.DataFrame({"point": cat, "ts": packets["ts_ns"].to_numpy().astype(np.int64)}).groupby(
+        "point", observed=False)["ts"]
+    out = pd.DataFrame({"first_ts_ns": g.min(), "last_ts_ns": g.max(), "packets": g.size()})
+    out.index = out.index.astype(str)
+    return out
+
+
+def _isn_keys(p: pd.DataFrame, fl: np.ndarray) -> np.ndarray:
+    """For SYNs ``(seq, TSval)``, for SYN-ACKs ``(ack - 1, TSecr)``: the client's ISN and its SYN's
+    timestamp, which every sighting of the opening shares even where no packet is common (e.g. a
+    SYN-ACK that leaves by another route); 0 elsewhere and without timestamps."""
+    syn = (fl >= 0) & ((fl & TCP_SYN) != 0)
+    synack = syn & ((fl & TCP_ACK) != 0)
+    isn = np.where(synack, (p["tcp_ack"].to_numpy() - 1) % (1 << 32), p["tcp_seq"].to_numpy())
+    tsv = np.where(synack, p["tcp_tsecr"].to_numpy(), p["tcp_tsval"].to_numpy())
+    keys = _hash(pd.DataFrame({"tag": np.full(len(p), 7, np.int8), "isn": isn, "ts": tsv}))
+    return np.where(syn & (tsv > 0), keys, np.uint64(0))
 
 
 def _anchors(obs: pd.DataFrame) -> pd.DataFrame:
@@ -178,8 +205,10 @@ def _anchors(obs: pd.DataFrame) -> pd.DataFrame:
     rank = obs.groupby(["lflow", "dir_lo"]).cumcount().to_numpy()
     chosen = obs["syn"].to_numpy() | obs["rst"].to_numpy() | (rank < ANCHOR_FIRST)
     chosen |= (obs["key"].to_numpy() % np.uint64(ANCHOR_MODULO)) == 0
-    out = obs[chosen].drop_duplicates(["lflow", "key"])
-    return out[["lflow", "key", "ts", "dir_lo", "seq", "syn"]].reset_index(drop=True)
+    out = obs[chosen].assign(isn=False)
+    isn = out[out["isn_key"].to_numpy() != 0].assign(key=lambda x: x["isn_key"], syn=False, isn=True)
+    out = pd.concat([out, isn], ignore_index=True).drop_duplicates(["lflow", "key"])
+    return out[["lflow", "key", "ts", "dir_lo", "seq", "syn", "isn"]].reset_index(drop=True)
 
 
 def merge_summaries(parts: list[Summaries]) -> Summaries:
@@ -209,4 +238,6 @@ def merge_summaries(parts: list[Summaries]) -> Summaries:
     anc = pd.concat(anchors, ignore_index=True)
     anc["lflow"] = new_id[anc["lflow"].to_numpy()]
     anc = anc.sort_values("ts", kind="stable").drop_duplicates(["lflow", "key"]).reset_index(drop=True)
-    return Summaries(names, merged.reset_index(drop=True), anc)
+    spans = pd.concat([s.points for s in parts]).groupby(level=0).agg(
+        first_ts_ns=("first_ts_ns", "min"), last_ts_ns=("last_ts_ns", "max"), packets=("packets", "sum"))
+    return Summaries(names, merged.reset_index(drop=True), anc, spans)

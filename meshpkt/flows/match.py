@@ -52,9 +52,10 @@ def match_connections(s: Summaries, *, max_key_group: int | None = None) -> np.n
 
 def forward_direction(s: Summaries, conn: np.ndarray) -> np.ndarray:
     """True where a local flow's forward (client -> server) direction is lo -> hi: its first SYN's
-    direction, else carried over a shared key from a local flow that knows it, else its first packet's."""
+    direction, else carried over a shared key from a local flow that knows it, else towards the
+    lower port."""
     n = len(s.lflows)
-    anc = s.anchors.sort_values("ts", kind="stable")
+    anc = s.anchors[~s.anchors["isn"].to_numpy()].sort_values("ts", kind="stable")
     fwd_lo = np.full(n, -1, dtype=np.int8)
     syn = anc[anc["syn"].to_numpy()].drop_duplicates("lflow")
     # a SYN-ACK goes backwards: the first SYN-flagged anchor of a flow may be either
@@ -67,9 +68,15 @@ def forward_direction(s: Summaries, conn: np.ndarray) -> np.ndarray:
     if len(cand):
         d = cand["dir_lo"].to_numpy()
         fwd_lo[cand["lflow"].to_numpy()] = np.where(cand["same"].to_numpy(), d, ~d).astype(np.int8)
+    # no SYN anywhere (a capture started mid-connection): towards the lower port (the service's),
+    # the first packet's direction on a tie
     first = anc.drop_duplicates("lflow")
     unset = fwd_lo[first["lflow"].to_numpy()] < 0
-    fwd_lo[first["lflow"].to_numpy()[unset]] = first["dir_lo"].to_numpy()[unset].astype(np.int8)
+    lfs = first["lflow"].to_numpy()[unset]
+    lo_port = s.lflows["lo_port"].to_numpy()[lfs]
+    hi_port = s.lflows["hi_port"].to_numpy()[lfs]
+    guess = np.where(lo_port == hi_port, first["dir_lo"].to_numpy()[unset], lo_port > hi_port)
+    fwd_lo[lfs] = guess.astype(np.int8)
     return fwd_lo == 1
 
 
@@ -87,6 +94,7 @@ def clock_offsets(s: Summaries, conn: np.ndarray, fwd_lo: np.ndarray, *, correct
     if not correct:
         return {name: Offset(name, 0, -1, name, None, False) for name in names}
     linked = _linkable(s, None)
+    linked = linked[~linked["isn"].to_numpy()]
     lf = linked["lflow"].to_numpy()
     point = s.lflows["point"].cat.codes.to_numpy()
     per_cp = pd.Series(1, index=pd.MultiIndex.from_arrays([conn, point])).groupby(level=[0, 1]).size()

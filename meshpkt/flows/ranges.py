@@ -13,7 +13,8 @@ super-segment and its 45 segments cover each byte once), so hops compare exactly
 - copies *lost* after hop k (travel order) on an interval are ``m_k - max(m_j for later j)``,
   where bytes the receiver acknowledged count as delivered at least once (so a tap that missed
   a packet -- a capture drop, a capture that stopped early -- is not taken for a loss: the
-  packet is seen further on, or acknowledged).
+  packet is seen further on, or acknowledged), and ``m_k`` counts only the copies the captures
+  could have seen arrive further on (not those in flight when the captures stopped).
 
 Everything is vectorised over (connection, direction, hop, interval) rows.
 """
@@ -35,7 +36,8 @@ def relative(seq: np.ndarray, base: np.ndarray) -> np.ndarray:
 
 def segment_ranges(seg: pd.DataFrame) -> pd.DataFrame:
     """``seg``: TCP packets (not duplicates) with ``conn, fwd, hop, ts, seq, ack, plen, syn, fin,
-    ack_flag``. Returns the data-carrying ranges (``conn, fwd, hop, ts, start, end``) and, per
+    ack_flag, trusted`` (``trusted``: the capture still ran when the packet would have crossed the
+    rest of its path, so its absence further on can be judged). Returns the data-carrying ranges (``conn, fwd, hop, ts, start, end``) and, per
     (conn, fwd), how far the other side acknowledged (``acked``, relative)."""
     order = np.argsort(seg["ts"].to_numpy(), kind="stable")
     seg = seg.iloc[order]
@@ -44,7 +46,7 @@ def segment_ranges(seg: pd.DataFrame) -> pd.DataFrame:
     length = seg["plen"].to_numpy().clip(0) + seg["syn"].to_numpy() + seg["fin"].to_numpy()
     rng = pd.DataFrame({"conn": seg["conn"].to_numpy(), "fwd": seg["fwd"].to_numpy(),
                         "hop": seg["hop"].to_numpy(), "ts": seg["ts"].to_numpy(), "start": start,
-                        "end": start + length})
+                        "end": start + length, "trusted": seg["trusted"].to_numpy()})
     first = seg.drop_duplicates(["conn", "fwd"]).set_index(["conn", "fwd"])["seq"]
     acks = seg[seg["ack_flag"].to_numpy()]
     # an ACK in direction d acknowledges the sequence space of direction not-d
@@ -83,10 +85,11 @@ def _grid(rng: pd.DataFrame, hops: pd.DataFrame) -> pd.DataFrame:
                          "el": within, "lo": b_pos[el_idx], "hi": b_pos[el_idx + 1]})
     gh_of = pd.Series(np.arange(len(hops)), index=pd.MultiIndex.from_frame(hops[["g", "hop"]]))
     r_gh = gh_of.reindex(pd.MultiIndex.from_frame(rng[["g", "hop"]])).to_numpy()
-    s_key = np.sort(r_gh * _SHIFT + rng["start"].to_numpy() + _OFF)
-    e_key = np.sort(r_gh * _SHIFT + rng["end"].to_numpy() + _OFF)
     q = grid["gh"].to_numpy() * _SHIFT + grid["lo"].to_numpy() + _OFF
-    grid["m"] = np.searchsorted(s_key, q, "right") - np.searchsorted(e_key, q, "right")
+    for col, sel in (("m", np.ones(len(rng), dtype=bool)), ("mt", rng["trusted"].to_numpy().astype(bool))):
+        s_key = np.sort(r_gh[sel] * _SHIFT + rng["start"].to_numpy()[sel] + _OFF)
+        e_key = np.sort(r_gh[sel] * _SHIFT + rng["end"].to_numpy()[sel] + _OFF)
+        grid[col] = np.searchsorted(s_key, q, "right") - np.searchsorted(e_key, q, "right")
     grid.attrs["gstart"] = gstart
     grid.attrs["comp"] = comp
     return grid
@@ -102,7 +105,8 @@ def _losses(grid: pd.DataFrame, acked: np.ndarray) -> tuple[np.ndarray, np.ndarr
     downstream = grp.cummax().groupby([g, el]).shift(1).to_numpy()  # max over later hops
     delivered = (grid["hi"].to_numpy()[order] <= acked[g]).astype(np.float64)
     further = np.fmax(downstream, delivered)
-    lost = np.where(np.isnan(downstream), 0, np.maximum(m - further, 0))
+    trusted = grid["mt"].to_numpy()[order]
+    lost = np.where(np.isnan(downstream), 0, np.maximum(trusted - further, 0))
     out = np.zeros(len(order), dtype=np.int64)
     out[order] = lost
     never = np.zeros(len(order), dtype=bool)

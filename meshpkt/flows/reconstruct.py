@@ -117,6 +117,7 @@ class Reconstruction:
     lflows: pd.DataFrame  # one row per local flow, with conn, hop order and range statistics
     losses: pd.DataFrame  # conn, fwd, hop, start, end, copies: bytes lost after that hop
     offsets: dict[str, Offset]
+    windows: pd.DataFrame  # per capture point (empty ones too): min/max clock-corrected ts (NaN: none)
 
 
 def reconstruct(packets: pd.DataFrame, topology: Topology, *, max_key_group: int | None = None,
@@ -129,7 +130,16 @@ def reconstruct(packets: pd.DataFrame, topology: Topology, *, max_key_group: int
     offsets = clock_offsets(summaries, conn, fwd_lo, correct=correct_clocks)
     assign = assign_packets(packets, ids, conn, fwd_lo, offsets)
     lflows = ids.lflows.assign(conn=conn, fwd_lo=fwd_lo)
-    return connection_detail(packets.iloc[ids.rows], assign, lflows, topology, offsets)
+    return connection_detail(packets.iloc[ids.rows], assign, lflows, topology, offsets,
+                             capture_windows(summaries.points, offsets))
+
+
+def capture_windows(spans: pd.DataFrame, offsets: dict[str, Offset]) -> pd.DataFrame:
+    """``min``/``max`` clock-corrected timestamp per capture point (NaN for an empty capture)."""
+    off = np.array([offsets[p].offset_ns if p in offsets and offsets[p].applied else 0 for p in spans.index],
+                   dtype=np.float64)
+    return pd.DataFrame({"min": spans["first_ts_ns"].to_numpy(np.float64) - off,
+                         "max": spans["last_ts_ns"].to_numpy(np.float64) - off}, index=spans.index)
 
 
 def assign_packets(packets: pd.DataFrame, ids: PacketIds, conn: np.ndarray, fwd_lo: np.ndarray,
@@ -144,12 +154,13 @@ def assign_packets(packets: pd.DataFrame, ids: PacketIds, conn: np.ndarray, fwd_
 
 
 def connection_detail(packets: pd.DataFrame, assign: pd.DataFrame, lflows: pd.DataFrame, topology: Topology,
-                      offsets: dict[str, Offset]) -> Reconstruction:
+                      offsets: dict[str, Offset], windows: pd.DataFrame) -> Reconstruction:
     """Step 3: hop order, per-hop statistics and losses of the connections whose packets are given.
 
     ``packets`` and ``assign`` have the same rows (``assign`` from :func:`assign_packets`);
     ``lflows``: the local flows (``LFLOW_COLUMNS`` with ``point`` as a code, ``conn``, ``fwd_lo``),
-    indexed by the ``lflow`` numbers ``assign`` uses; only those present in ``assign`` are kept.
+    indexed by the ``lflow`` numbers ``assign`` uses; only those present in ``assign`` are kept;
+    ``windows`` from :func:`capture_windows` (over the whole capture, not only these packets).
     """
     point_names = list(offsets)
     lf = _lflow_stats(packets, assign)
@@ -158,9 +169,9 @@ def connection_detail(packets: pd.DataFrame, assign: pd.DataFrame, lflows: pd.Da
     lf = lf.join(_delays(assign))
     lf = order_hops(lf, topology)
     lf.index.name = "lflow"
-    lf, losses = _range_stats(packets, assign, lf)
+    lf, losses = _range_stats(packets, assign, lf, windows)
     return Reconstruction(assign=assign[["lflow", "conn", "fwd", "ts_corr", "dup"]], lflows=lf, losses=losses,
-                          offsets=offsets)
+                          offsets=offsets, windows=windows)
 
 
 def _flag_columns(packets: pd.DataFrame, assign: pd.DataFrame) -> pd.DataFrame:
@@ -230,10 +241,21 @@ def _delays(assign: pd.DataFrame) -> pd.DataFrame:
                          "b_delay": med[False] if False in med else np.nan}, index=med.index)
 
 
+def _judgeable(seg: pd.DataFrame, lf: pd.DataFrame, lflow: np.ndarray, capture_end: int) -> np.ndarray:
+    """Packets whose copies further along the path would still have been captured: their time plus
+    twice the connection's remaining path delay (from the hops' median delays) plus 1 ms is before
+    the end of the captures."""
+    delay = np.where(seg["fwd"].to_numpy(), lf["f_delay"].reindex(lflow).to_numpy(),
+                     lf["b_delay"].reindex(lflow).to_numpy())
+    delay = np.nan_to_num(delay, nan=0.0)
+    last = pd.Series(delay).groupby([seg["conn"].to_numpy(), seg["fwd"].to_numpy()]).transform("max").to_numpy()
+    return (seg["ts"].to_numpy() + 2 * (last - delay) + 1_000_000) <= capture_end
+
+
 _RANGE_COLUMNS = ("segments", "bytes", "retrans", "retrans_bytes", "reordered", "lost", "lost_bytes")
 
 
-def _range_stats(packets: pd.DataFrame, assign: pd.DataFrame, lf: pd.DataFrame
+def _range_stats(packets: pd.DataFrame, assign: pd.DataFrame, lf: pd.DataFrame, windows: pd.DataFrame
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per hop and direction: data segments/bytes, retransmissions, reordering, losses after the hop
     (see :mod:`meshpkt.flows.ranges`); and the lost ranges."""
@@ -248,6 +270,7 @@ def _range_stats(packets: pd.DataFrame, assign: pd.DataFrame, lf: pd.DataFrame
         "ack": packets["tcp_ack"].to_numpy()[use], "plen": packets["payload_len"].to_numpy()[use],
         "syn": ((fl & TCP_SYN) != 0)[use], "fin": ((fl & TCP_FIN) != 0)[use],
         "ack_flag": ((fl & TCP_ACK) != 0)[use]})
+    seg["trusted"] = _judgeable(seg, lf, assign["lflow"].to_numpy()[use], int(np.nanmax(windows["max"].to_numpy())))
     empty = pd.DataFrame(columns=["conn", "fwd", "hop", "start", "end", "copies", "delivered"])
     for tag in ("fwd", "bwd"):
         for c in _RANGE_COLUMNS:
