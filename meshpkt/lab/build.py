@@ -570,6 +570,24 @@ class Lab:
         run(nsexec(f"{self.name}-underlay", ["nft", "-f", "-"]), input=text)
         self._record_fault("drop_vxlan", node_a=node_a, node_b=node_b, both=both)
 
+    def lossy_vxlan(self, node_a: str, percent: int, node_b: str | None = None) -> None:
+        """Drop ``percent`` % of the VXLAN frames leaving ``node_a`` (to ``node_b`` only, if given) at random
+        on the underlay switch (nftables ``numgen random mod 100`` in the underlay bridge's forward hook)."""
+        p = self._get_plan(self._state())
+        ips = {n["name"]: n["underlay_ip"] for n in p.nodes}
+        if node_a not in ips or (node_b is not None and node_b not in ips):
+            raise UsageError(f"unknown node in {node_a!r}, {node_b!r}")
+        if not 0 < percent < 100:
+            raise UsageError(f"bad loss percentage {percent}")
+        to = f" ip daddr {ips[node_b]}" if node_b is not None else ""
+        text = "\n".join([f"add table bridge {_plan.FAULT_NFT_TABLE}",
+                          f"add chain bridge {_plan.FAULT_NFT_TABLE} fault {{ type filter hook forward priority 0; "
+                          "policy accept; }",
+                          f"add rule bridge {_plan.FAULT_NFT_TABLE} fault ip saddr {ips[node_a]}{to} "
+                          f"udp dport {p.spec.data_path_port} numgen random mod 100 < {percent} counter drop"]) + "\n"
+        run(nsexec(f"{self.name}-underlay", ["nft", "-f", "-"]), input=text)
+        self._record_fault("lossy_vxlan", node_a=node_a, node_b=node_b, percent=percent)
+
     def kill_task(self, task: str, update_lb: bool = False) -> None:
         """The task's container dies: its server is killed and its namespace removed. Peers keep their
         stale fdb/ARP entries and every node's load balancer keeps the backend, unless ``update_lb``
