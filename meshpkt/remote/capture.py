@@ -180,13 +180,13 @@ def plan_sessions(nodes: Sequence[NodeInfo], ports: Sequence[int], bpf: str | No
     """Sessions for the usable nodes; every unusable node adds one problem line."""
     sessions = []
     for n in nodes:
-        label = n.name or n.target.label
+        label = n.name if n.name == n.target.label else f"{n.name} ({n.target.label})"
         if n.error:
             problems.append(f"{n.target.label}: {n.error}")
             continue
         miss = n.missing()
         if miss:
-            problems.append(f"{label} ({n.target.label}): missing {', '.join(miss)}: not captured")
+            problems.append(f"{label}: missing {', '.join(miss)}: not captured")
             continue
         taps = plan_taps(n, ports, bpf)
         if not taps:
