@@ -29,6 +29,8 @@ def up_cmd(
     data_path_port: Annotated[int | None, typer.Option("--data-path-port", help="VXLAN UDP port [4789].")] = None,
     lb: Annotated[str, typer.Option("--lb", help="Load balancer: auto (IPVS if available) | ipvs | nftables.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the status document as JSON.")] = False,
+    ssh: Annotated[bool, typer.Option("--ssh", help="Also run an sshd in every node (keys and ssh_config in "
+                                      "the lab's state directory; see docs/remote.md).")] = False,
 ) -> None:
     """Build the lab: nodes, ingress + a user overlay, a published service and an internal one."""
     from meshpkt.lab import Lab, LabSpec
@@ -36,7 +38,7 @@ def up_cmd(
     base = LabSpec.load(spec) if spec is not None else LabSpec()
     s = base.with_overrides(name=name, nodes=nodes, replicas=replicas, publish=publish,
                             data_path_port=data_path_port)
-    status = Lab(s.name).up(s, lb=lb)
+    status = Lab(s.name).up(s, lb=lb, ssh=ssh)
     if as_json:
         print(json.dumps(status, indent=1))
         return

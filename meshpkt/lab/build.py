@@ -202,8 +202,9 @@ class Lab:
         return self.state_file.exists() or bool(lab_namespaces(self.name))
 
     # ------------------------------------------------------------------ up
-    def up(self, spec: LabSpec | None = None, lb: str = "auto") -> dict[str, Any]:
+    def up(self, spec: LabSpec | None = None, lb: str = "auto", ssh: bool = False) -> dict[str, Any]:
         """Build the lab; return its status. ``lb``: auto (IPVS if the kernel has it) | ipvs | nftables.
+        ``ssh``: also run an sshd per node (see :mod:`meshpkt.lab.sshd`).
 
         Raises LabError if a lab with this name exists; on any failure removes what it made.
         """
@@ -239,6 +240,8 @@ class Lab:
             self._save_state({"name": self.name, "phase": "up", "spec": spec.to_dict(),
                               "namespaces": [ns.name for ns in p.namespaces], "pids": pids,
                               "status": status, "made_etc_netns": made})
+            if ssh:
+                self._start_sshd(status)
             return status
         except KeyboardInterrupt:
             self.down()
@@ -249,6 +252,23 @@ class Lab:
         except Exception as exc:
             self.down()
             raise LabError(f"lab up failed (cleaned up): {type(exc).__name__}: {exc}") from None
+
+    def _start_sshd(self, status: dict[str, Any]) -> None:
+        from meshpkt.lab import sshd
+
+        st = self._load_state() or {}
+        st["sshd"] = {}
+        self._save_state(st)
+        st["sshd"] = sshd.start(status, self.state_dir)
+        self._save_state(st)
+
+    def ssh_config(self) -> Path:
+        """The ssh_config of a lab started with ``ssh=True`` (use as ``ssh -F`` from its client namespace)."""
+        from meshpkt.lab import sshd
+
+        if "sshd" not in self._state():
+            raise LabError(f"lab {self.name!r} has no sshd (start it with `meshpkt lab up --ssh`)")
+        return sshd.ssh_dir_of(self.state_dir) / "ssh_config"
 
     def _detect_lb(self, p: _plan.Plan, lb: str) -> str:
         if lb == "nftables":
@@ -371,6 +391,10 @@ class Lab:
         """Remove every namespace, process and file of the lab (idempotent, also after a crashed up)."""
         need_root()
         st = self._load_state() or {}
+        if st.get("sshd"):
+            from meshpkt.lab import sshd
+
+            sshd.stop(st["sshd"])
         names = set(lab_namespaces(self.name))
         names |= {n for n in st.get("namespaces", []) if (NETNS_DIR / n).exists()}
         victims: set[int] = set()
