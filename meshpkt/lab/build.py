@@ -357,7 +357,9 @@ class Lab:
         or write them as the table of its userspace ESP process."""
         key = self._xfrm_key()
         if esp == "userspace":
-            self._write_esp_table(ns.node, key, ns.xfrm_states, ns.xfrm_policies)
+            self._write_esp_table(ns.node, {
+                "key": key.hex(), "states": [{"src": x.src, "dst": x.dst, "spi": x.spi} for x in ns.xfrm_states],
+                "policies": [{"src": x.src, "dst": x.dst, "dport": x.dport, "spi": x.spi} for x in ns.xfrm_policies]})
             return
         lines = [st.add_line(key) for st in ns.xfrm_states] + [pol.add_line() for pol in ns.xfrm_policies]
         run(["ip", "-n", ns.name, "-batch", "-"], input="\n".join(lines) + "\n")
@@ -365,11 +367,10 @@ class Lab:
     def _esp_table(self, node: str) -> Path:
         return self.state_dir / "esp" / f"{node}.json"
 
-    def _write_esp_table(self, node: str, key: bytes, states: Iterable[Any], policies: Iterable[Any]) -> None:
+    def _write_esp_table(self, node: str, data: dict[str, Any]) -> None:
+        """Write ``node``'s userspace ESP table (key, states, policies), readable by root only."""
         path = self._esp_table(node)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"key": key.hex(), "states": [{"src": x.src, "dst": x.dst, "spi": x.spi} for x in states],
-                "policies": [{"src": x.src, "dst": x.dst, "dport": x.dport, "spi": x.spi} for x in policies]}
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -647,7 +648,8 @@ class Lab:
         pols = [x for x in ns.xfrm_policies if x.src == a and x.dst == b]
         if not pols:
             raise UsageError(f"no xfrm policy {node} -> {peer}")
-        run(["ip", "-n", ns.name, "-batch", "-"], input="".join(x.del_line() + "\n" for x in pols))
+        if not self._esp_edit(node, "policies", a, b):
+            run(["ip", "-n", ns.name, "-batch", "-"], input="".join(x.del_line() + "\n" for x in pols))
         self._record_fault("remove_xfrm_policy", node=node, peer=peer)
 
     def remove_xfrm_state(self, node: str, peer: str, direction: str = "out") -> None:
@@ -657,8 +659,24 @@ class Lab:
             raise UsageError("direction must be out or in")
         src, dst = (a, b) if direction == "out" else (b, a)
         states = [x for x in ns.xfrm_states if x.src == src and x.dst == dst]
-        run(["ip", "-n", ns.name, "-batch", "-"], input="".join(x.del_line() + "\n" for x in states))
+        if not self._esp_edit(node, "states", src, dst):
+            run(["ip", "-n", ns.name, "-batch", "-"], input="".join(x.del_line() + "\n" for x in states))
         self._record_fault("remove_xfrm_state", node=node, peer=peer, direction=direction)
+
+    def _esp_edit(self, node: str, table: str, src: str, dst: str) -> bool:
+        """Userspace ESP: drop ``src -> dst`` entries from ``node``'s table and make its process reload it.
+        False when the lab uses the kernel's xfrm."""
+        st = self._state()
+        if st["status"].get("esp") != "userspace":
+            return False
+        data = json.loads(self._esp_table(node).read_text())
+        data[table] = [e for e in data[table] if not (e["src"] == src and e["dst"] == dst)]
+        self._write_esp_table(node, data)
+        pid = (st.get("pids") or {}).get(f"esp:{node}")
+        if pid:
+            os.kill(int(pid), signal.SIGHUP)
+            time.sleep(0.1)
+        return True
 
     def _task_ns(self, task: str) -> _plan.Netns:
         p = self._get_plan(self._state())
