@@ -5,6 +5,8 @@ task's namespace with ``ip netns exec``).
   ``Host IP is <node underlay IP>, task <task name> <local IP of the connection>\\n``
   (like the seeds' nginx page); ``GET /bytes/<n>`` answers that line followed by ``n`` more bytes
   (large responses, for segmentation offload and loss tests);
+- a UDP identity server on each published UDP target port (on each of the task's addresses): any
+  datagram is answered with ``Host IP is <node underlay IP>, task <task name> <local IP>\n``;
 - Docker's embedded DNS: UDP and TCP on ``127.0.0.11:<port>`` (the task's nat DOCKER_OUTPUT rules DNAT
   ``127.0.0.11:53`` there), answering ``<service>`` and ``tasks.<service>`` A queries, TTL 600, shuffled,
   NXDOMAIN for unknown names, an empty NOERROR answer for other types of known names.
@@ -127,6 +129,32 @@ def _http_handler(node_ip: str, task: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _udp_identity(sock: socket.socket, node_ip: str, task: str) -> None:
+    """Answer every datagram on ``sock`` with the task's identity line (from the address it arrived on)."""
+    line = f"Host IP is {node_ip}, task {task} {sock.getsockname()[0]}\n".encode()
+    while True:
+        try:
+            _q, addr = sock.recvfrom(65535)
+        except OSError:
+            return
+        try:
+            sock.sendto(line, addr)
+        except OSError:
+            pass
+
+
+def _udp_identity_servers(cfg: dict[str, Any]) -> list[socket.socket]:
+    """One bound UDP socket per (task address, published UDP target port)."""
+    socks = []
+    for port in cfg.get("udp_ports", []):
+        for ip in cfg.get("udp_ips", []):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((ip, int(port)))
+            socks.append(s)
+    return socks
+
+
 class _TCPDNS(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
@@ -181,6 +209,8 @@ def main(argv: list[str]) -> int:
                 except OSError:
                     pass
 
+    for sock in _udp_identity_servers(cfg):
+        threading.Thread(target=_udp_identity, args=(sock, cfg["node_ip"], cfg["task"]), daemon=True).start()
     for s in servers:
         threading.Thread(target=s.serve_forever, daemon=True).start()
     threading.Thread(target=serve_udp, daemon=True).start()
