@@ -27,19 +27,20 @@ import io
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import meshpkt.lab.plan as _plan
 from meshpkt.errors import LabError, MeshpktError
 from meshpkt.lab.build import _kill, lab_ns_regex, list_netns, need_root, pids_in_netns, run
-from meshpkt.lab.dockerd import Dockerd, dockerd_missing, leftover_cgroups, remove_cgroups
+from meshpkt.lab.dockerd import Dockerd, docker_cli, dockerd_missing, leftover_cgroups, remove_cgroups
 from meshpkt.lab.spec import LabSpec, ServiceSpec
 
 STATE_ROOT = Path("/run/meshpkt/docker")
@@ -345,6 +346,19 @@ class DockerLab:
         self._save(st)
         return done
 
+    def collect(self, out: str | Path) -> Path:
+        """``meshpkt collect`` run on every node as on a real one (inside the node's namespace, Docker's
+        netns directory, DOCKER_HOST of its daemon): ``out/<node>/<namespace>/`` + docker inspect."""
+        import sys
+
+        out = Path(out)
+        for node, d in self.daemons().items():
+            env = f"PATH={Path(docker_cli()).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+            run(["ip", "netns", "exec", f"{self.name}-{node}", "env", env, f"DOCKER_HOST={d.host}",
+                 sys.executable, "-m", "meshpkt", "collect", str(out), "--netns-dir", str(d.netns_dir()),
+                 "--node", node, "--format", "json"], timeout=120)
+        return out
+
     def exec(self, netns: str, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in one of the lab's namespaces (full name)."""
         return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True,
@@ -386,7 +400,7 @@ def _iface(link: dict[str, Any], nets: list[dict[str, Any]], ns_net: str | None)
                 network = n["name"]
     if kind in ("vxlan", "bridge") and ns_net and link.get("ifname") != "docker_gwbridge":
         network = ns_net
-    if link.get("ifname") == "docker_gwbridge":
+    if link.get("ifname") == "docker_gwbridge" or link.get("master") == "docker_gwbridge":
         network = "docker_gwbridge"
     out: dict[str, Any] = {"name": link.get("ifname"), "kind": kind, "mac": link.get("address"),
                            "mtu": link.get("mtu"), "addresses": addrs, "network": network, "peer": None,
@@ -418,7 +432,8 @@ def _networks(mgr: Dockerd, spec: LabSpec) -> list[dict[str, Any]]:
                     "mtu": spec.overlay_mtu, "nodes": []})
     out.sort(key=lambda n: names.index(n["name"]))
     gw = ipaddress.IPv4Network(spec.gwbridge_subnet)
-    out.append({"name": "docker_gwbridge", "id": "", "driver": "bridge", "ingress": False, "subnet": str(gw),
+    gwid = next((n.get("Id", "") for n in _docker_json(mgr, "network", "inspect", "docker_gwbridge")), "")
+    out.append({"name": "docker_gwbridge", "id": gwid, "driver": "bridge", "ingress": False, "subnet": str(gw),
                 "gateway": str(gw.network_address + 1), "vni": None, "port": None, "mtu": spec.underlay_mtu,
                 "scope": "local"})
     return out
@@ -465,7 +480,7 @@ def _node_namespaces(name: str, node: str, mirrored: list[str], nets: list[dict[
             task = {k: c[k] for k in ("name", "service", "task_id", "docker_name", "container_id", "ips", "pid")}
             task["slot"] = int(c["name"].rsplit(".", 1)[-1]) if c["name"].rsplit(".", 1)[-1].isdigit() else None
             task["ports"] = svc.target_ports() if svc else []
-            role = "task"
+            role, short = "task", c["name"]
         ifs = [_iface(link, nets, network) for link in _ip_json(full) if link.get("ifname") != "lo"]
         out.append({"name": full, "short": short, "role": role, "network": network, "interfaces": ifs,
                     "task": task})
@@ -687,6 +702,234 @@ def _bind_mount(src: Path, target: Path) -> None:
     if libc.mount(str(src).encode(), str(target).encode(), None, 4096, None) != 0:  # MS_BIND
         err = ctypes.get_errno()
         raise LabError(f"cannot bind-mount {src} to {target}: {os.strerror(err)}")
+
+
+# ---------------------------------------------------------------------------- fidelity: lab vs real Docker
+@dataclass(frozen=True)
+class Difference:
+    """One way the namespace lab differs from real Docker for the same spec: ``code`` names the fact
+    (``vxlan-flags``, ``rules/host``...), ``lab`` and ``docker`` its value on each side."""
+
+    code: str
+    lab: str
+    docker: str
+
+
+_IP_RE = re.compile(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b")
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def _ip_tokens(status: dict[str, Any]) -> dict[str, str]:
+    """Address -> placement-independent token (VIPs, tasks, LB endpoints, gateways)."""
+    tok: dict[str, str] = {}
+    for s in status["services"]:
+        for net, vip in s["vips"].items():
+            tok[vip] = f"<vip {s['name']} {net}>"
+        for b in s["backends"]:
+            for net, ip in b["ips"].items():
+                tok[ip] = f"<task {s['name']} {net}>"
+    for nd in status["nodes"]:
+        if nd.get("ingress_ip"):
+            tok[nd["ingress_ip"]] = "<ingress endpoint>"
+        for net, ip in (nd.get("lb_ips") or {}).items():
+            tok[ip] = f"<lb endpoint {net}>"
+    return tok
+
+
+def _norm_rule(line: str, tok: dict[str, str]) -> str:
+    line = re.sub(r"^\[\d+:\d+\] ", "", line.strip())
+    line = re.sub(r"127\.0\.0\.11:\d+", "127.0.0.11:<dns port>", line)
+    line = re.sub(r"--sport \d{5}\b", "--sport <dns port>", line)
+    return _IP_RE.sub(lambda m: tok.get(m.group(0), m.group(0)), line)
+
+
+def _rules(d: Path, tok: dict[str, str]) -> list[str]:
+    try:
+        text = (d / "iptables-save.txt").read_text()
+    except OSError:
+        return []
+    table = ""
+    out = []
+    for ln in text.splitlines():
+        if ln.startswith("*"):
+            table = ln[1:]
+        elif ln.startswith(":") and not ln.startswith((":PREROUTING", ":INPUT", ":OUTPUT", ":POSTROUTING")):
+            out.append(f"{table} {ln.split()[0]} {ln.split()[1]}")
+        elif "-A " in ln:
+            out.append(f"{table} {_norm_rule(ln, tok)}")
+    return sorted(out)
+
+
+def _links(d: Path) -> list[dict[str, Any]]:
+    data = _load_json(d / "ip-d-link.json")
+    return [x for x in data if isinstance(x, dict) and x.get("ifname") != "lo"]
+
+
+def _addrs(d: Path) -> dict[str, list[str]]:
+    return {x["ifname"]: [f"{a['local']}/{a['prefixlen']}" for a in x.get("addr_info") or []
+                          if a.get("family") == "inet"] for x in _load_json(d / "ip-addr.json") if isinstance(x, dict)}
+
+
+def _pick(status: dict[str, Any], node: str, role: str, net: str | None = None,
+          published: bool | None = None) -> dict[str, Any] | None:
+    nd = next(n for n in status["nodes"] if n["name"] == node)
+    for ns in nd["namespaces"]:
+        if ns["role"] != role or (net is not None and ns["network"] != net):
+            continue
+        if published is not None and ns["task"]:
+            svc = next(s for s in status["services"] if s["name"] == ns["task"]["service"])
+            if bool(svc["published"]) != published:
+                continue
+        return ns
+    return None
+
+
+def _dump_dir(root: Path, node: str, ns: dict[str, Any], prefix: str) -> Path:
+    if ns["role"] == "host":
+        return root / node / "host"
+    name = ns["name"][len(prefix) + len(node) + 1:]
+    return root / node / name
+
+
+def _ns_facts(root: Path, status: dict[str, Any], node: str, key: str, ns: dict[str, Any]) -> dict[str, str]:
+    d = _dump_dir(root, node, ns, status["prefix"])
+    tok = _ip_tokens(status)
+    links = _links(d)
+    addrs = _addrs(d)
+    f: dict[str, str] = {}
+    shape = []
+    for lk in links:
+        name = re.sub(r"^veth[0-9a-f]{7}$", "veth<7 hex>", lk["ifname"])
+        name = re.sub(r"^veth\d+$", "veth<n>", name)
+        kind = (lk.get("linkinfo") or {}).get("info_kind", "")
+        net = next((i["network"] for i in ns["interfaces"] if i["name"] == lk["ifname"]), None)
+        if ns["role"] == "task" and kind == "veth":
+            nets = [x.split("/")[0] for x in addrs.get(lk["ifname"], [])]
+            net = next((tok.get(a, "docker_gwbridge").split(" ")[-1].rstrip(">") for a in nets), net)
+        shape.append(f"{name}:{kind}:{lk.get('mtu')}" + (f":{net}" if net and ns["role"] != "overlay" else ""))
+    f[f"interfaces/{key}"] = " ".join(sorted(set(shape)))
+    for lk in links:
+        info = (lk.get("linkinfo") or {}).get("info_data") or {}
+        if (lk.get("linkinfo") or {}).get("info_kind") == "vxlan":
+            f["vxlan-flags"] = " ".join(f"{k}={info.get(k)}" for k in
+                                        ("port", "learning", "proxy", "l2miss", "l3miss", "udp_csum", "ttl", "ageing"))
+            br = next((x for x in links if x["ifname"] == lk.get("master")), {})
+            ports = [x.get("address", "") for x in links if x.get("master") == br.get("ifname")]
+            f[f"mac/bridge-is-lowest-port/{ns['network']}"] = str(bool(ports) and br.get("address") == min(ports))
+        for a in addrs.get(lk["ifname"], []):
+            if ns["role"] in ("ingress_sbox", "lb", "task") and not a.endswith("/32"):
+                ip = ipaddress.IPv4Interface(a).ip
+                ok = lk.get("address") == _plan.docker_mac(str(ip))
+                f.setdefault(f"mac/endpoint-02:42-ip/{ns['role']}", "True")
+                if not ok:
+                    f[f"mac/endpoint-02:42-ip/{ns['role']}"] = "False"
+    f[f"rules/{key}"] = "\n".join(_rules(d, tok))
+    if ns["role"] == "overlay":
+        f.update(_peer_facts(d, status, node, ns))
+    return f
+
+
+def _peer_facts(d: Path, status: dict[str, Any], node: str, ns: dict[str, Any]) -> dict[str, str]:
+    """fdb/neighbour entries of vxlan0 against the remote endpoints of the network (each side's own)."""
+    net = ns["network"]
+    node_ip = {n["name"]: n["underlay_ip"] for n in status["nodes"]}
+    want = set()
+    for nd in status["nodes"]:
+        if nd["name"] == node:
+            continue
+        for ons in nd["namespaces"]:
+            for i in ons["interfaces"]:
+                if ons["role"] in ("ingress_sbox", "lb", "task") and i["network"] == net:
+                    for a in i["addresses"]:
+                        if not a.endswith("/32"):
+                            want.add((i["mac"], node_ip[nd["name"]], a.split("/")[0]))
+    try:
+        fdb = (d / "bridge-fdb.txt").read_text().splitlines()
+        neigh = (d / "ip-neigh.txt").read_text().splitlines()
+    except OSError:
+        return {}
+    have_fdb = {(ln.split()[0], ln.split()[ln.split().index("dst") + 1]) for ln in fdb
+                if " dst " in ln and "vxlan0" in ln}
+    have_neigh = {(ln.split()[4], ln.split()[0]) for ln in neigh if "vxlan0" in ln and "lladdr" in ln}
+    flags = sorted({" ".join(w for w in ln.split() if w in ("self", "permanent", "static")) for ln in fdb
+                    if " dst " in ln and "vxlan0" in ln})
+    nflags = sorted({ln.split()[-1] for ln in neigh if "vxlan0" in ln and "lladdr" in ln})
+    return {f"fdb/{net}": f"remote endpoints {'all' if {(m, h) for m, h, _ in want} == have_fdb else 'differ'}; "
+                          f"flags {','.join(flags)}",
+            f"neigh/{net}": f"remote endpoints {'all' if {(m, ip) for m, _, ip in want} == have_neigh else 'differ'}; "
+                            f"state {','.join(nflags)}"}
+
+
+def _status_facts(status: dict[str, Any]) -> dict[str, str]:
+    f: dict[str, str] = {}
+    for n in status["networks"]:
+        f[f"vni/{n['name']}"] = str(n["vni"])
+        f[f"network-id-form/{n['name']}"] = re.sub(r"[0-9a-z]", "x", n["id"]) if n["id"] else ""
+    for s in status["services"]:
+        f[f"vips/{s['name']}"] = " ".join(f"{k}={v}" for k, v in sorted(s["vips"].items()))
+        f[f"task-addresses/{s['name']}"] = " ".join(sorted(ip for b in s["backends"] for ip in b["ips"].values()))
+        f[f"published/{s['name']}"] = json.dumps(s["published"])
+    f["ingress-endpoints"] = " ".join(sorted(nd["ingress_ip"] for nd in status["nodes"]))
+    f["lb-endpoints"] = " ".join(sorted(ip for nd in status["nodes"] for ip in (nd.get("lb_ips") or {}).values()))
+    for nd in status["nodes"]:
+        roles = sorted({f"{ns['role']}:{ns['network']}" if ns["role"] in ("overlay", "lb") else ns["role"]
+                        for ns in nd["namespaces"]})
+        f[f"namespaces/{nd['name']}"] = " ".join(roles)
+        for ns in nd["namespaces"]:
+            base = ns["name"][len(status["prefix"]) + len(nd["name"]) + 1:]
+            if ns["role"] != "host":
+                form = re.sub(r"[0-9a-z]", "x", base) if ns["role"] != "ingress_sbox" else base
+                f[f"namespace-name/{ns['role']}"] = form
+    return f
+
+
+def fidelity_facts(dumps: str | Path, status: dict[str, Any]) -> dict[str, str]:
+    """Placement-independent facts of one cluster (lab or Docker): namespaces, interfaces, MACs, MTUs,
+    VNIs, vxlan flags, fdb/neighbour entries, rules (addresses as roles), VIPs and endpoint addresses."""
+    root = Path(dumps)
+    node = status["nodes"][0]["name"]
+    f = _status_facts(status)
+    picks = [("host", _pick(status, node, "host")), ("ingress_sbox", _pick(status, node, "ingress_sbox")),
+             ("overlay-ingress", _pick(status, node, "overlay", "ingress"))]
+    for n in status["networks"][1:-1]:
+        for nd in status["nodes"]:
+            if (ov := _pick(status, nd["name"], "overlay", n["name"])) is not None:
+                picks += [(f"overlay-{n['name']}", ov), (f"lb-{n['name']}", _pick(status, nd["name"], "lb", n["name"]))]
+                break
+    for nd in status["nodes"]:
+        for key, pub in (("task-published", True), ("task-internal", False)):
+            if not any(k == key for k, _ in picks) and (t := _pick(status, nd["name"], "task", None, pub)):
+                picks.append((key, t))
+    for key, ns in picks:
+        if ns is not None:
+            nd = next(n["name"] for n in status["nodes"] if ns in n["namespaces"])
+            f.update(_ns_facts(root, status, nd, key, ns))
+    return f
+
+
+def fidelity_differences(lab_dumps: str | Path, lab_status: dict[str, Any], docker_dumps: str | Path,
+                         docker_status: dict[str, Any]) -> list[Difference]:
+    """Every fact where the namespace lab and real Docker differ for the same spec (rules line by line)."""
+    a = fidelity_facts(lab_dumps, lab_status)
+    b = fidelity_facts(docker_dumps, docker_status)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, "(absent)"), b.get(key, "(absent)")
+        if va == vb:
+            continue
+        if key.startswith("rules/"):
+            la, lb_ = set(va.splitlines()), set(vb.splitlines())
+            out += [Difference(f"{key}: {line}", "present" if line in la else "absent",
+                               "present" if line in lb_ else "absent") for line in sorted(la ^ lb_)]
+        else:
+            out.append(Difference(key, va, vb))
+    return out
 
 
 def docker_up(spec: LabSpec, complete_mesh: bool = False) -> dict[str, Any]:
