@@ -142,7 +142,7 @@ def show_cmd(
         facts = Table(title="mesh")
         facts.add_column("fact")
         facts.add_column("value", overflow="fold")
-        for key in ("published_ports", "marks", "lb_services", "snat", "overlays", "redirects"):
+        for key in ("published_ports", "marks", "lb_services", "snat", "overlays", "redirects", "tasks"):
             facts.add_row(key, "\n".join(summary[key]) or "-")
         con.print(facts)
         _render_findings(con, list(findings))

@@ -20,6 +20,7 @@ from typing import Any
 from meshpkt.errors import UsageError
 from meshpkt.mesh.path import PathKind, stages
 from meshpkt.mesh.proto import VXLAN_PORT
+from meshpkt.rules.docker import routing_mesh_findings
 from meshpkt.rules.model import LbService, MeshModel, Namespace, Node, Overlay, Role
 from meshpkt.rules.types import Rule, docker_mac, mac_str
 from meshpkt.rules.walk import Pkt, walk_chain, walk_hook
@@ -617,6 +618,7 @@ def check(model: MeshModel) -> list[Finding]:
             detail = "; ".join(f"{v:#x} on {', '.join(nodes)}" for v, nodes in sorted(fw.items()))
             out.append(Finding("info", "fwmark-differs", f"{pr or 'any'}/{p} carries different fwmarks across nodes "
                                f"(allowed): {detail}"))
+    out += routing_mesh_findings(model)
     counts: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for node_name, ns_name, origin, line in model.unparsed():
         counts[(node_name, ns_name, origin)].append(line)

@@ -42,7 +42,13 @@ from typing import Any
 
 from meshpkt.errors import UsageError
 from meshpkt.mesh.model import Role
-from meshpkt.rules.docker import DockerNetwork, DockerService, parse_docker_networks, parse_docker_services
+from meshpkt.rules.docker import (
+    DockerNetwork,
+    DockerService,
+    docker_tasks,
+    parse_docker_networks,
+    parse_docker_services,
+)
 from meshpkt.rules.iproute import (
     FdbEntry,
     Link,
@@ -600,6 +606,7 @@ class MeshModel:
             "overlays": [f"{o.node}/{o.namespace} {o.device} vni {o.vni} port {o.dstport} peers {len(o.peers)}"
                          for o in self.overlays()],
             "redirects": [f"{r.node}/{r.namespace} {r.addr}:{r.port} -> :{r.to_port}" for r in self.redirects()],
+            "tasks": [t.label() for t in docker_tasks(self)],
             "unparsed_lines": len(self.unparsed()),
             "notes": self.notes,
         }
