@@ -1,0 +1,1 @@
+"""Detectors that look at individual packets: checksums, idle gaps, resets."""

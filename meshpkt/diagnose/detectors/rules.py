@@ -1,0 +1,1 @@
+"""Detectors over the rule model alone (dumps)."""
