@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -141,3 +143,197 @@ class MtuBlackhole(Detector):
                        f"MTU black hole between {at} and {miss}: full-size packets vanish"
                        + (f" (largest that passed: {int(got.max())} bytes)" if len(got) else ""),
                        node=node, points=[at, miss], addresses=[], connections=cids, evidence=ev, check=self.check)
+
+
+def _expected_vteps(ctx: Context) -> dict[tuple[str, int], str]:
+    """(receiving node, inner source MAC as int) -> the VTEP address its fdb sends that MAC to."""
+    out: dict[tuple[str, int], str] = {}
+    if ctx.model is None:
+        return out
+    for o in ctx.model.overlays():
+        for e in o.peers:
+            if e.dst is not None:
+                out[(o.node, int.from_bytes(e.mac, "big"))] = str(e.dst)
+    return out
+
+
+def _vxlan_sources(ctx: Context) -> pd.DataFrame:
+    """Distinct (outer src, outer dst, inner source MAC, inner source IP, vni) of VXLAN seen at host points."""
+    pk = ctx.packets
+    roles = pk["point"].astype(str).map(ctx.role).to_numpy()
+    vx = pk[(pk["vni"].to_numpy() >= 0) & (roles == "host")]
+    cols = ["outer_src", "outer_dst", "inner_eth_src", "inner_src", "vni"]
+    return vx.groupby(cols, observed=True).size().reset_index(name="packets")
+
+
+@register
+class WrongVtepSource(Detector):
+    kind = "wrong-vtep-source"
+    severity = "warning"
+    detects = ("A node sends VXLAN from another address than the one its peers know it by (several interfaces, "
+               "a secondary address, --advertise-addr / --data-path-addr not matching the route's source): "
+               "peers' fdb entries point at the advertised address, firewalls allowing only the peers' "
+               "addresses drop it, and replies may take another path.")
+    evidence = ("VXLAN frames whose inner source MAC the receiving node's fdb maps to address D arrive with an "
+                "outer source S != D (dumps); without dumps, an outer source that is no node's underlay address "
+                "while the inner source belongs to a known node.")
+    check = ("ip route get <peer> on the sending node (the src it picks); docker swarm join/init "
+             "--advertise-addr and --data-path-addr; docker node inspect <node> --format '{{.Status.Addr}}'.")
+
+    def run(self, ctx: Context) -> list[Finding]:
+        src = _vxlan_sources(ctx)
+        if src.empty:
+            return []
+        want = _expected_vteps(ctx)
+        hits: dict[tuple[str, str], list[str]] = {}
+        for row in src.itertuples(index=False):
+            s_ip, d_ip = _ip(row.outer_src), _ip(row.outer_dst)
+            recv = ctx.node_of_ip(d_ip)
+            expected = want.get((recv or "", int(row.inner_eth_src))) if want else self._from_topology(ctx, row)
+            if expected is None or expected == s_ip:
+                continue
+            hits.setdefault((s_ip, expected), []).append(
+                f"{int(row.packets)} VXLAN packet(s) vni {int(row.vni)} from inner {_mac(int(row.inner_eth_src))} "
+                f"({_ip(row.inner_src)}) arrive at {recv or d_ip} from {s_ip}; "
+                + (f"{recv}'s fdb sends that MAC to {expected}" if want else f"that endpoint's node is {expected}"))
+        return [self._finding(ctx, s, e, lines) for (s, e), lines in hits.items()]
+
+    def _from_topology(self, ctx: Context, row: Any) -> str | None:
+        s_ip = _ip(row.outer_src)
+        if ctx.node_of_ip(s_ip) is not None or not ctx.topology.node_ips:
+            return None
+        node = ctx.node_of_ip(_ip(row.inner_src))
+        ip = _node_ip(ctx, node) if node else None
+        return _ip(ip) if ip is not None else None
+
+    def _finding(self, ctx: Context, s_ip: str, expected: str, lines: list[str]) -> Finding:
+        node = ctx.node_of_ip(expected)
+        pk = ctx.packets
+        vx = pk["vni"].to_numpy() >= 0
+        cids = pk.loc[vx & (pk["outer_src"].to_numpy() == ip4_int(s_ip)), "conn_id"].dropna().astype(int).unique()
+        failed = sorted(set(int(c) for c in cids) & {int(c) for c in ctx.failed.index})
+        f = Finding(self.kind, "error" if failed else self.severity,
+                    f"{node or expected} sends VXLAN from {s_ip}, but its peers know it as {expected}", node=node,
+                    points=[], addresses=[s_ip, expected], connections=failed, evidence=lines[:4],
+                    check=self.check)
+        if failed:
+            f.evidence.append(f"{len(failed)} failed connection(s) crossed it")
+        return f
+
+
+def _ip(v: object) -> str:
+    from meshpkt.diagnose.context import ip_text
+
+    return ip_text(int(v))  # type: ignore[call-overload]
+
+
+def _mac(v: int) -> str:
+    return ":".join(f"{(v >> s) & 0xFF:02x}" for s in range(40, -8, -8))
+
+
+def _esp_pairs(ctx: Context) -> pd.DataFrame:
+    """ESP packets per (outer src, outer dst, point)."""
+    pk = ctx.packets
+    esp = pk[pk["outer_proto"].to_numpy() == 50]
+    return esp.groupby(["outer_src", "outer_dst", esp["point"].astype(str)], observed=True).size().reset_index(
+        name="packets")
+
+
+def _esp_state(ctx: Context) -> list[tuple[str, str, str | None, str | None, int, int]]:
+    """(A ip, B ip, A's host point, B's host point, ESP sent at A, ESP received at B) per direction seen."""
+    pairs = _esp_pairs(ctx)
+    out = []
+    for (s, d), grp in pairs.groupby(["outer_src", "outer_dst"]):
+        a, b = ctx.node_of_ip(_ip(s)), ctx.node_of_ip(_ip(d))
+        apt, bpt = _host_point(ctx, a), _host_point(ctx, b)
+        per = dict(zip(grp["point"], grp["packets"], strict=True))
+        out.append((_ip(s), _ip(d), apt, bpt, int(per.get(apt, 0)), int(per.get(bpt, 0))))
+    return out
+
+
+@register
+class EspBlocked(Detector):
+    kind = "esp-blocked"
+    reproduced = "crafted"
+    detects = ("Encrypted overlay: ESP (IP protocol 50) leaves node A and never reaches node B: a firewall or "
+               "cloud security group allows udp/4789 but not protocol 50.")
+    evidence = "ESP packets A > B counted at A's interface (sent) and at B's interface (0 received)."
+    check = ("Allow IP protocol 50 between the nodes (iptables -A INPUT -p esp -j ACCEPT; security groups: "
+             "'ESP (50)'); ip xfrm state / ip xfrm policy on both nodes.")
+
+    def run(self, ctx: Context) -> list[Finding]:
+        out = []
+        for a_ip, b_ip, apt, bpt, sent, got in _esp_state(ctx):
+            if sent and bpt is not None and not got:
+                a, b = ctx.node_of_ip(a_ip) or a_ip, ctx.node_of_ip(b_ip) or b_ip
+                out.append(Finding(self.kind, self.severity,
+                                   f"ESP from {a} ({a_ip}) to {b} ({b_ip}) never arrives: IP protocol 50 blocked",
+                                   node=b, points=[str(apt), bpt], addresses=[a_ip, b_ip, "ip proto 50"],
+                                   evidence=[f"{sent} ESP packet(s) {a_ip} > {b_ip} left {apt}; {got} arrived at "
+                                             f"{bpt}"], check=self.check))
+        return out
+
+
+@register
+class EspOneWay(Detector):
+    kind = "esp-one-way"
+    reproduced = "crafted"
+    detects = ("Encrypted overlay: ESP flows from A to B but never from B to A: B has no outbound SA/policy "
+               "for A (key rotation or gossip lost), so B's replies are not sent (or sent in clear and dropped).")
+    evidence = "ESP A > B arrives at B; no ESP B > A anywhere; cleartext VXLAN B > A, if any, is counted."
+    check = ("ip xfrm state and ip xfrm policy on B (an 'out' policy and SA towards A for the overlay's "
+             "VXLAN); docker network inspect on both nodes; dockerd logs about key rotation.")
+
+    def run(self, ctx: Context) -> list[Finding]:
+        st = _esp_state(ctx)
+        seen = {(a, b) for a, b, *_ in st}
+        out = []
+        pk = ctx.packets
+        for a_ip, b_ip, apt, bpt, _sent, got in st:
+            if not got or (b_ip, a_ip) in seen:
+                continue
+            a, b = ctx.node_of_ip(a_ip) or a_ip, ctx.node_of_ip(b_ip) or b_ip
+            clear = int(((pk["vni"].to_numpy() >= 0) & (pk["outer_src"].to_numpy() == ip4_int(b_ip))
+                         & (pk["outer_dst"].to_numpy() == ip4_int(a_ip))).sum())
+            out.append(Finding(self.kind, self.severity,
+                               f"ESP only one way: {a} > {b} encrypted, nothing encrypted from {b} back to {a}",
+                               node=b, points=[p for p in (apt, bpt) if p], addresses=[a_ip, b_ip],
+                               evidence=[f"{got} ESP packet(s) {a_ip} > {b_ip} arrived at {bpt}",
+                                         f"0 ESP packets {b_ip} > {a_ip} at any point; {clear} cleartext VXLAN "
+                                         f"packet(s) {b_ip} > {a_ip}"], check=self.check))
+        return out
+
+
+@register
+class EspLeak(Detector):
+    kind = "esp-leak"
+    reproduced = "crafted"
+    detects = ("Encrypted overlay: VXLAN of an encrypted network travels in clear (the xfrm policy does not "
+               "match it): a confidentiality leak, and Docker's u32 rules drop such frames on the receiver.")
+    evidence = ("Cleartext VXLAN with a VNI of an encrypted network (--encrypted-vni, dumps' docker network "
+                "options, lab status), or between two nodes that otherwise talk ESP.")
+    check = ("ip xfrm policy on the sender (a policy for udp/4789 towards the peer); iptables -S INPUT for "
+             "Docker's '-m u32' drop rule; docker network inspect (encrypted option).")
+
+    def run(self, ctx: Context) -> list[Finding]:
+        pk = ctx.packets
+        vx = pk[pk["vni"].to_numpy() >= 0]
+        if vx.empty:
+            return []
+        esp_pairs = {(a, b) for a, b, *_ in _esp_state(ctx)}
+        esp_nodes = {x for p in esp_pairs for x in p}
+        out = []
+        for (s, d, vni), n in vx.groupby(["outer_src", "outer_dst", "vni"]).size().items():
+            s_ip, d_ip = _ip(s), _ip(d)
+            known = int(vni) in ctx.encrypted_vnis
+            if not known and not (s_ip in esp_nodes and d_ip in esp_nodes):
+                continue
+            why = (f"VNI {int(vni)} is an encrypted network" if known
+                   else f"{s_ip} and {d_ip} exchange ESP, so their overlays are encrypted")
+            out.append(Finding(self.kind, "error" if known else "warning",
+                               f"VXLAN vni {int(vni)} from {ctx.node_of_ip(s_ip) or s_ip} to "
+                               f"{ctx.node_of_ip(d_ip) or d_ip} travels unencrypted",
+                               node=ctx.node_of_ip(s_ip), points=[], addresses=[s_ip, d_ip],
+                               evidence=[f"{int(n)} cleartext VXLAN packet(s) vni {int(vni)} {s_ip} > {d_ip}", why],
+                               check=self.check))
+        return out
