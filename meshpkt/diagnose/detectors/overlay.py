@@ -53,6 +53,8 @@ class VxlanDropped(Detector):
             hop = last_hop(ctx, int(cid), str(last))
             if hop is None or pd.isna(hop["vni"]) or not isinstance(miss, str) or int(lost or 0) > 0:
                 continue
+            if ctx.role(miss) not in ("host", "underlay"):  # it did arrive: dropped inside the node
+                continue
             keys.append((str(hop["outer_src"]), str(hop["outer_dst"]), int(hop["vni"])))
             rows.append(int(cid))
         sel = ctx.conns.loc[rows] if rows else ctx.conns.iloc[:0]
@@ -79,6 +81,21 @@ class VxlanDropped(Detector):
                        f"VXLAN from {a} ({a_ip}) to {b} ({b_ip}) udp/{port} never arrives at {b}",
                        node=b, points=pts, addresses=[a_ip, b_ip, f"udp/{port}"], connections=cids, evidence=ev,
                        check=self.check)
+
+
+_KEY = ["conn_id", "ip_id", "tcp_seq", "tcp_flags", "payload_len"]
+
+
+def _too_big(ctx: Context, at: str, miss: str, cids: list[int]) -> bool:
+    """The packets lost between ``at`` and ``miss`` are all larger than every packet that got through."""
+    pk = ctx.packets
+    mine = pk[pk["conn_id"].isin(cids).fillna(False).to_numpy(dtype=bool)]
+    here = mine[(mine["point"] == at).to_numpy()]
+    there = mine[(mine["point"] == miss).to_numpy()]
+    passed = here.set_index(_KEY).index.isin(there.set_index(_KEY).index)
+    lost = here.loc[~passed, "payload_len"]
+    got = there["payload_len"]
+    return bool(len(lost)) and int(lost.min()) > (int(got.max()) if len(got) else 0)
 
 
 def _mtus(ctx: Context, node: str | None) -> list[str]:
@@ -122,8 +139,9 @@ class MtuBlackhole(Detector):
             return []
         lost = (f["lost_fwd"].fillna(0).astype(int) + f["lost_bwd"].fillna(0).astype(int)) > 0
         sel = f[lost.to_numpy() & f["lost_at"].notna().to_numpy() & f["missing_at"].notna().to_numpy()]
-        return [self._finding(ctx, at, miss, cids)
-                for (at, miss), cids in group(sel, zip(sel["lost_at"], sel["missing_at"], strict=True)).items()]
+        groups = group(sel, zip(sel["lost_at"], sel["missing_at"], strict=True))
+        return [self._finding(ctx, at, miss, cids) for (at, miss), cids in groups.items()
+                if _too_big(ctx, at, miss, cids)]
 
     def _finding(self, ctx: Context, at: str, miss: str, cids: list[int]) -> Finding:
         pk = ctx.packets
@@ -217,7 +235,8 @@ class WrongVtepSource(Detector):
                     points=[], addresses=[s_ip, expected], connections=failed, evidence=lines[:4],
                     check=self.check)
         if failed:
-            f.evidence.append(f"{len(failed)} failed connection(s) crossed it")
+            f.evidence.append(f"{len(failed)} failed connection(s) crossed it: the receiving kernel drops VXLAN "
+                              "whose inner source MAC has a static fdb entry for another VTEP")
         return f
 
 
