@@ -26,14 +26,20 @@ def diagnose_analysis(analysis: Any, model: Any = None, *, frames: Frames | None
     ctx = Context(analysis, model, frames or Frames(), encrypted_vnis=vnis, lb_timeout_s=lb_timeout_s,
                   status=status)
     findings: list[Finding] = []
+    broken: list[str] = []
     for kind, cls in DETECTORS.items():
         if kinds is not None and kind not in kinds:
             continue
-        findings.extend(cls().run(ctx))
+        try:
+            findings.extend(cls().run(ctx))
+        except Exception as exc:  # one detector's bug must not hide the others' findings
+            broken.append(f"{kind}: {type(exc).__name__}: {exc}")
     ranked = rank(findings)
     explained = {c for f in ranked for c in f.connections}
     unexplained = sorted(int(c) for c in ctx.failed.index if int(c) not in explained)
-    return Diagnosis(ranked, _summary(analysis, model, vnis), analysis, unexplained)
+    summary = _summary(analysis, model, vnis)
+    summary["detector_errors"] = broken
+    return Diagnosis(ranked, summary, analysis, unexplained)
 
 
 def _encrypted_from(model: Any, status: dict[str, Any] | None) -> set[int]:

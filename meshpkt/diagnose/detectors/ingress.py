@@ -10,6 +10,7 @@ from meshpkt.diagnose.context import Context, host_of, port_of
 from meshpkt.diagnose.detectors._util import alive, conn_lines, group, last_hop, picked_backend
 from meshpkt.diagnose.finding import Finding
 from meshpkt.diagnose.registry import Detector, register
+from meshpkt.flows.topology import GWBRIDGE_NET
 
 
 @register
@@ -245,6 +246,9 @@ class SnatMissing(Detector):
             "dst_ip"].transform("first").to_numpy())
         if len(tasks):
             after_lb &= np.isin(h["dst_ip"].to_numpy().astype(np.int64), tasks)
+        else:  # not the DNATed hop to the sandbox's docker_gwbridge address: the balanced one
+            gw_base, gw_len = GWBRIDGE_NET
+            after_lb &= (h["dst_ip"].to_numpy().astype(np.int64) >> (32 - gw_len)) != (gw_base >> (32 - gw_len))
         bad = h[after_lb & (h["src_ip"].to_numpy() == first_src)]
         bad = bad[bad["conn_id"].isin(ctx.failed.index)]
         out = []

@@ -55,6 +55,8 @@ class VxlanDropped(Detector):
                 continue
             if ctx.role(miss) not in ("host", "underlay"):  # it did arrive: dropped inside the node
                 continue
+            if ctx.node_of_point(str(last)) == ctx.node_of_ip(str(hop["outer_dst"])):  # reached B's interface
+                continue
             keys.append((str(hop["outer_src"]), str(hop["outer_dst"]), int(hop["vni"])))
             rows.append(int(cid))
         sel = ctx.conns.loc[rows] if rows else ctx.conns.iloc[:0]
@@ -349,10 +351,14 @@ class EspLeak(Detector):
                 continue
             why = (f"VNI {int(vni)} is an encrypted network" if known
                    else f"{s_ip} and {d_ip} exchange ESP, so their overlays are encrypted")
+            rows = vx[(vx["outer_src"].to_numpy() == s) & (vx["outer_dst"].to_numpy() == d)
+                      & (vx["vni"].to_numpy() == vni)]
+            cids = sorted(int(c) for c in rows["conn_id"].dropna().unique()) if "conn_id" in rows else []
+            pts = sorted(set(rows["point"].astype(str)))
             out.append(Finding(self.kind, "error" if known else "warning",
                                f"VXLAN vni {int(vni)} from {ctx.node_of_ip(s_ip) or s_ip} to "
                                f"{ctx.node_of_ip(d_ip) or d_ip} travels unencrypted",
-                               node=ctx.node_of_ip(s_ip), points=[], addresses=[s_ip, d_ip],
-                               evidence=[f"{int(n)} cleartext VXLAN packet(s) vni {int(vni)} {s_ip} > {d_ip}", why],
-                               check=self.check))
+                               node=ctx.node_of_ip(s_ip), points=pts, addresses=[s_ip, d_ip], connections=cids,
+                               evidence=[f"{int(n)} cleartext VXLAN frame(s) vni {int(vni)} {s_ip} > {d_ip} seen at "
+                                         f"{len(pts)} point(s): {', '.join(pts)}", why], check=self.check))
         return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from meshpkt.diagnose.context import Context
+from meshpkt.diagnose.context import Context, ip_text
 from meshpkt.diagnose.detectors._util import conn_lines
 from meshpkt.diagnose.finding import Finding
 from meshpkt.diagnose.frames import checksums
@@ -48,13 +48,12 @@ class ChecksumOffload(Detector):
         if bad.empty:
             return []
         good = pk[np.isin(pk["cs"].to_numpy(), ("ok", "partial"))]
-        first_good = good.groupby(_KEY, dropna=False).head(1).set_index(_KEY)
-        first_bad = bad.groupby(_KEY, dropna=False).head(1).set_index(_KEY)
-        both = first_bad.join(first_good[["point", "ts_corr_ns", "cs"]], rsuffix="_ok", how="inner")
+        first_bad = bad.groupby(_KEY, dropna=False).head(1)
+        both = first_bad.merge(good[[*_KEY, "point", "ts_corr_ns", "cs"]], on=_KEY, suffixes=("", "_ok"))
         both = both[both["ts_corr_ns_ok"].to_numpy() <= both["ts_corr_ns"].to_numpy()]
         if both.empty:
             return []
-        both = both.reset_index()
+        both = both.sort_values("ts_corr_ns_ok", kind="stable").groupby(_KEY, dropna=False).tail(1)
         out = []
         for (src_pt, bad_pt), grp in both.groupby(["point_ok", "point"], observed=True):
             out.append(self._finding(ctx, str(src_pt), str(bad_pt), grp))
@@ -62,11 +61,14 @@ class ChecksumOffload(Detector):
 
     def _finding(self, ctx: Context, src_pt: str, bad_pt: str, grp: pd.DataFrame) -> Finding:
         cids = sorted(int(c) for c in grp["conn_id"].unique())
-        sender, receiver = ctx.node_of_point(src_pt), ctx.node_of_point(bad_pt)
         ex = grp.iloc[0]
+        sender = ctx.node_of_point(src_pt)
+        receiver = (ctx.node_of_ip(ip_text(int(ex["outer_dst"]))) if int(ex["vni"]) >= 0 else None) \
+            or ctx.node_of_point(bad_pt)
         ev = [f"{len(grp)} packet(s) of {len(cids)} failed connection(s) had a {ex['cs_ok']} checksum at {src_pt} "
               f"and a wrong one at {bad_pt} (e.g. field {int(ex['cs_field']):#06x})", *conn_lines(ctx, cids),
-              f"the packets stop at {bad_pt}: the receiver ({receiver}) drops segments with a bad checksum"]
+              f"{receiver} drops segments with a bad checksum: the connection was last seen at "
+              f"{ctx.conns.loc[cids[0], 'last_seen_point']}"]
         return Finding(self.kind, self.severity,
                        f"checksums broken between {sender} and {receiver}: {sender}'s NIC TX checksum offload",
                        node=sender, points=[src_pt, bad_pt], addresses=[], connections=cids, evidence=ev,
@@ -82,8 +84,8 @@ def idle_gaps(ctx: Context) -> pd.DataFrame:
         ["conn_id", "ts_corr_ns"], kind="stable")
     cid = sel["conn_id"].to_numpy(dtype=np.int64)
     ts = sel["ts_corr_ns"].to_numpy(dtype=np.int64)
-    gap = np.r_[0, np.diff(ts)]
-    gap[np.r_[True, cid[1:] != cid[:-1]]] = 0
+    gap = np.diff(ts, prepend=ts[:1])
+    gap[np.r_[True, cid[1:] != cid[:-1]][: len(gap)]] = 0
     df = pd.DataFrame({"conn_id": cid, "gap_ns": gap, "end_ns": ts})
     return df.loc[df.groupby("conn_id")["gap_ns"].idxmax()].reset_index(drop=True)
 
