@@ -16,7 +16,7 @@ import pandas as pd
 
 from meshpkt.flows.balance import balance
 from meshpkt.flows.clock import Offset
-from meshpkt.flows.connections import build_connections, build_hops, build_translations
+from meshpkt.flows.connections import build_connections, build_hops, build_losses, build_translations
 from meshpkt.flows.reconstruct import reconstruct
 from meshpkt.flows.summary import summarize
 from meshpkt.flows.topology import Topology, from_lab_status, infer_topology, load_topology
@@ -39,6 +39,7 @@ class Analysis:
     balance: dict[str, Any]
     topology: Topology
     problems: list[Any] = field(default_factory=list)
+    losses: pd.DataFrame = field(default_factory=pd.DataFrame)  # lost byte ranges, see build_losses
 
     def connection(self, conn_id: int) -> dict[str, Any]:
         """The JSON object of one connection (see README, "JSON output")."""
@@ -108,6 +109,7 @@ def analyze_packets(packets: pd.DataFrame, topology: Topology | None = None, *,
     hops = build_hops(rec)
     translations = build_translations(hops, topo)
     conns = build_connections(rec, hops, topo) if len(hops) else _empty_connections()
+    losses = build_losses(rec, hops)
     pk = packets.copy(deep=False)  # pandas 3 copy-on-write: the new columns never touch `packets`
     pos = packets.index.get_indexer(rec.assign.index)
     absent = np.ones(len(pk), dtype=bool)
@@ -128,11 +130,13 @@ def analyze_packets(packets: pd.DataFrame, topology: Topology | None = None, *,
     bal = balance(conns) if len(conns) else {"per_entry": {}, "round_robin": {}}
     summary["balance"] = bal
     summary["problems"] = [str(getattr(p, "message", p)) for p in (problems or [])]
-    return Analysis(pk, hops, conns, translations, summary, rec.offsets, bal, topo, list(problems or []))
+    return Analysis(pk, hops, conns, translations, summary, rec.offsets, bal, topo, list(problems or []), losses)
 
 
 def _empty_connections() -> pd.DataFrame:
     cols = ["conn_id", "proto", "client", "entry", "entry_node", "backend", "backend_node", "backend_task",
             "status", "hops_seen", "flooded_to", "path", "lost_fwd", "lost_bwd", "lost_at", "first_ts_ns", "duration_ns", "bytes_fwd", "bytes_bwd", "retrans",
-            "packets", "last_seen_point", "missing_at", "verdict"]
+            "packets", "last_seen_point", "missing_at", "verdict", "verdict_code", "ev_from", "ev_to", "ev_dir",
+            "ev_count", "ev_bytes", "ev_packets", "no_data_at", "lost_bytes_fwd", "lost_bytes_bwd", "lost_to",
+            "undelivered", "syn_seen"]
     return pd.DataFrame(columns=cols)
