@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _frames() -> list[bytes]:
@@ -48,7 +49,7 @@ def warm(directory: Path) -> int:
                  [(i % 2, ts, f, None) for i, (ts, f) in enumerate(records)])
     damaged = directory / "e.pcap"
     damaged.write_bytes((directory / "a.pcap").read_bytes()[:-9])
-    problems: list[object] = []
+    problems: list[Any] = []
     return len(read([directory], problems=problems))
 
 
