@@ -28,6 +28,7 @@ class Format(StrEnum):
 
 class Engine(StrEnum):
     local = "local"
+    partitioned = "partitioned"
     dask = "dask"
 
 
@@ -183,7 +184,8 @@ def analyze_cmd(
     show_all: Annotated[bool, typer.Option("--all", help="Table: every connection (default: those with "
                                            "a problem first, then the first ones, 30 rows).")] = False,
     no_clock: Annotated[bool, typer.Option("--no-clock-correction", help="Keep timestamps as captured.")] = False,
-    engine: Annotated[Engine, typer.Option("--engine", help="local: this machine; dask: a Dask cluster.")
+    engine: Annotated[Engine, typer.Option("--engine", help="local: in memory on this machine; partitioned: "
+                                       "in bounded memory (captures larger than RAM); dask: on a Dask cluster.")
                       ] = Engine.local,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Worker processes (default: "
                                                 "the CPUs available).")] = None,
@@ -195,7 +197,7 @@ def analyze_cmd(
         raise UsageError("--scheduler needs --engine dask")
     result, problems = run_analysis(captures, topology, vxlan_port, clock=not no_clock, engine=engine.value,
                                     workers=workers, scheduler=scheduler)
-    if problems and len(result.packets) == 0:  # nothing could be read: the errors are the answer
+    if problems and result.summary["packets"] == 0:  # nothing could be read: the errors are the answer
         for p in problems:
             print(f"meshpkt: error: {p}", file=sys.stderr)
         raise typer.Exit(2)

@@ -12,7 +12,26 @@ if TYPE_CHECKING:
     from meshpkt.engine.decode import CaptureArg, Progress
     from meshpkt.flows import Analysis, Topology
 
-ENGINES = ("local", "dask")
+ENGINES = ("local", "partitioned", "dask")
+
+
+def resolve_topology(captures: list[Any], topology: Any) -> Topology:
+    """The topology argument as a :class:`Topology`: a ``status.json`` beside the captures when
+    none is given (as ``meshpkt.flows.analyze`` does), else an empty one to infer."""
+    from meshpkt.flows.topology import Topology, from_lab_status, load_topology
+
+    if topology is None:
+        for c in captures:
+            path = Path(c[1] if isinstance(c, tuple) else c)
+            cand = path / "status.json" if path.is_dir() else path.parent / "status.json"
+            if cand.is_file():
+                topology = cand
+                break
+    if isinstance(topology, (str, Path)):
+        return load_topology(topology)
+    if isinstance(topology, dict):
+        return from_lab_status(topology)
+    return topology if topology is not None else Topology()
 
 
 def analyze(captures: Iterable[CaptureArg], *, topology: Topology | dict[str, Any] | str | Path | None = None,
@@ -29,15 +48,21 @@ def analyze(captures: Iterable[CaptureArg], *, topology: Topology | dict[str, An
     from meshpkt.flows import analyze as flows_analyze
 
     caps = list(captures)
+    if engine == "partitioned":
+        from meshpkt.engine.partitioned import analyze_partitioned
+
+        result: Analysis = analyze_partitioned(caps, topology=topology, vxlan_ports=vxlan_ports, problems=problems,
+                                               progress=progress, correct_clocks=correct_clocks)
+        return result
     if engine == "dask":
-        from meshpkt.engine.dask import read_captures_dask
+        from meshpkt.engine.dask import analyze_dask
 
-        packets = read_captures_dask(caps, vxlan_ports=vxlan_ports, problems=problems, workers=workers,
-                                     client=client, scheduler=scheduler)
-    else:
-        from meshpkt.engine.decode import read_captures
+        dresult: Analysis = analyze_dask(caps, topology=topology, vxlan_ports=vxlan_ports, problems=problems,
+                                         correct_clocks=correct_clocks, workers=workers, client=client,
+                                         scheduler=scheduler)
+        return dresult
+    from meshpkt.engine.decode import read_captures
 
-        packets = read_captures(caps, vxlan_ports=vxlan_ports, problems=problems, progress=progress,
-                                workers=workers)
+    packets = read_captures(caps, vxlan_ports=vxlan_ports, problems=problems, progress=progress, workers=workers)
     return flows_analyze(caps, packets=packets, topology=topology, problems=problems,
                          correct_clocks=correct_clocks)
