@@ -36,6 +36,7 @@ from meshpkt.engine.partitioned import (
     _Carry,
     absorb,
     assemble,
+    decode_chunk,
     infer_topology_from_sample,
     iter_chunks,
     match,
@@ -56,14 +57,19 @@ class FileResult:
     detail: pa.Table | None
 
 
-def decode_file_task(point: str | None, path: str, size: int, ports: tuple[int, ...], chunk: int) -> FileResult:
-    """Worker: decode one capture file chunk by chunk (see ``partitioned.first_pass``)."""
+def decode_file_task(point: str | None, path: str, size: int, ports: tuple[int, ...], chunk: int,
+                     parquet: bool = False) -> FileResult:
+    """Worker: decode one capture file chunk by chunk (see ``partitioned.first_pass``), or read one
+    file of a ``meshpkt decode`` dataset (``parquet``)."""
+    from meshpkt.engine.dataset import read_part
     from meshpkt.engine.decode import _File
 
     state, carry, tables = Pass1(), _Carry(), []
     problems: list[CaptureProblem] = []
-    for _f, cap, start, _n in iter_chunks([_File(point, Path(path), size)], problems, chunk):
-        table, _count = absorb(state, carry, point, cap, start, ports)
+    if parquet:
+        tables.append(absorb(state, carry, read_part(point or "", Path(path)))[0])
+    for _f, cap, start, _n in [] if parquet else iter_chunks([_File(point, Path(path), size)], problems, chunk):
+        table, _count = absorb(state, carry, decode_chunk(point, cap, start, ports))
         tables.append(table)
     state.problems = problems + state.problems
     detail = pa.concat_tables(tables) if tables else None
@@ -124,14 +130,18 @@ def analyze_dask(captures: list[CaptureArg], *, topology: Any = None, vxlan_port
     local cluster of ``workers`` processes. ``on_stage(name, client)`` is called after
     ``"decoded"`` and ``"split"`` (progress, and tests that kill a worker mid-run).
     """
+    from meshpkt.engine.dataset import dataset_files, split_inputs
     from meshpkt.engine.run import resolve_topology
 
-    files = _items(captures, problems)
+    plain, sets = split_inputs(captures)
+    tasks = [(f.point, str(f.path), f.size, False) for f in _items(plain, problems)]
+    tasks += [(point, str(path), 0, True) for root in sets for point, path in dataset_files(root)]
     ports = api._ports(vxlan_ports)
     with ExitStack() as stack:
         c = _client(stack, client, scheduler, workers)
-        decoded = [c.submit(decode_file_task, f.point, str(f.path), f.size, ports, chunk_records,
-                            key=f"meshpkt-decode-{i}-{f.path.name}", retries=RETRIES) for i, f in enumerate(files)]
+        decoded = [c.submit(decode_file_task, point, path, size, ports, chunk_records, parquet,
+                            key=f"meshpkt-decode-{i}-{Path(path).name}", retries=RETRIES)
+                   for i, (point, path, size, parquet) in enumerate(tasks)]
         state = _merge_states(c.gather([c.submit(summaries_of, d, retries=RETRIES) for d in decoded]))
         if on_stage is not None:
             on_stage("decoded", c)

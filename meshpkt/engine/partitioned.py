@@ -166,11 +166,16 @@ def spill(table: pa.Table, out_dir: str) -> str:
     return path
 
 
-def absorb(state: Pass1, carry: _Carry, point: str | None, cap: CaptureBuffer, start: int,
-           ports: tuple[int, ...]) -> tuple[pa.Table, int]:
-    """Decode one chunk into ``state`` (summaries, counts, topology sample); (detail table, packets)."""
+def decode_chunk(point: str | None, cap: CaptureBuffer, start: int, ports: tuple[int, ...]) -> pd.DataFrame:
+    """The packet table of one chunk (record numbers counted from the file's start)."""
     packets = api.decode_buffer(cap, point=point, vxlan_ports=ports)
     packets["record"] = packets["record"].to_numpy() + start
+    return packets
+
+
+def absorb(state: Pass1, carry: _Carry, packets: pd.DataFrame) -> tuple[pa.Table, int]:
+    """Reduce one chunk's packets into ``state`` (summaries, counts, topology sample); (detail
+    table, packets)."""
     state.problems.extend(packets.attrs.get("problems", []))
     state.counts.add(packets)
     state.topo_sample.append(packets[_TOPO_COLUMNS].drop_duplicates())
@@ -182,13 +187,17 @@ def absorb(state: Pass1, carry: _Carry, point: str | None, cap: CaptureBuffer, s
 
 def first_pass(captures: list[CaptureArg], ports: tuple[int, ...], out_dir: str,
                problems: list[CaptureProblem] | None, progress: Progress | None, chunk: int) -> Pass1:
-    """Decode chunk by chunk, keeping only summaries and spilling the detail columns."""
+    """Decode chunk by chunk, keeping only summaries and spilling the detail columns (datasets of
+    ``meshpkt decode``: file by file)."""
+    from meshpkt.engine.dataset import dataset_files, read_part, split_inputs
+
+    captures, sets = split_inputs(captures)
     files = _items(captures, problems)
     total = max(sum(f.size for f in files), 1)
     state, carry = Pass1(), {}  # type: ignore[var-annotated]
     done_packets = done_bytes = 0
     for f, cap, start, n_file in iter_chunks(files, problems, chunk):
-        table, n = absorb(state, carry.setdefault(str(f.path), _Carry()), f.point, cap, start, ports)
+        table, n = absorb(state, carry.setdefault(str(f.path), _Carry()), decode_chunk(f.point, cap, start, ports))
         state.spills.append(spill(table, out_dir))
         done_packets += n
         del table
@@ -198,6 +207,10 @@ def first_pass(captures: list[CaptureArg], ports: tuple[int, ...], out_dir: str,
         if progress is not None:
             progress(done_bytes + int(f.size * (start + len(cap)) / max(n_file, 1)) * (start + len(cap) < n_file),
                      total, done_packets)
+    for root in sets:
+        for point, path in dataset_files(root):
+            table, _n = absorb(state, carry.setdefault(f"{root}:{point}", _Carry()), read_part(point, path))
+            state.spills.append(spill(table, out_dir))
     return state
 
 

@@ -15,18 +15,23 @@ if TYPE_CHECKING:
 ENGINES = ("local", "partitioned", "dask")
 
 
+def resolve_status(captures: list[Any]) -> Path | None:
+    """The ``status.json`` in a capture directory or beside a capture file, if any."""
+    for c in captures:
+        path = Path(c[1] if isinstance(c, tuple) else c)
+        cand = path / "status.json" if path.is_dir() else path.parent / "status.json"
+        if cand.is_file():
+            return cand
+    return None
+
+
 def resolve_topology(captures: list[Any], topology: Any) -> Topology:
     """The topology argument as a :class:`Topology`: a ``status.json`` beside the captures when
     none is given (as ``meshpkt.flows.analyze`` does), else an empty one to infer."""
     from meshpkt.flows.topology import Topology, from_lab_status, load_topology
 
     if topology is None:
-        for c in captures:
-            path = Path(c[1] if isinstance(c, tuple) else c)
-            cand = path / "status.json" if path.is_dir() else path.parent / "status.json"
-            if cand.is_file():
-                topology = cand
-                break
+        topology = resolve_status(captures)
     if isinstance(topology, (str, Path)):
         return load_topology(topology)
     if isinstance(topology, dict):
