@@ -147,6 +147,8 @@ class Pass1:
     spills: list[str] = field(default_factory=list)
     problems: list[CaptureProblem] = field(default_factory=list)
     rows: int = 0
+    exports: list[str] = field(default_factory=list)  # per chunk: the packet export, with `_lfid`
+    export_dir: str | None = None
 
 
 def detail_table(packets: pd.DataFrame, ids: PacketIds) -> pa.Table:
@@ -182,11 +184,59 @@ def absorb(state: Pass1, carry: _Carry, packets: pd.DataFrame) -> tuple[pa.Table
     ids = carry.apply(packet_ids(packets))
     state.summaries.append(_compact(local_flow_summaries(packets, ids)))
     state.rows += len(ids.rows)
-    return detail_table(packets, ids), len(packets)
+    detail = detail_table(packets, ids)
+    if state.export_dir is not None:
+        state.exports.append(_export_chunk(packets, ids, detail, state.export_dir))
+    return detail, len(packets)
+
+
+def _export_chunk(packets: pd.DataFrame, ids: PacketIds, detail: pa.Table, out_dir: str) -> str:
+    """The chunk's rows of ``--packets`` (``report.packets_for_export``) and each row's local-flow
+    identity (0: no transport), for :func:`write_packets` once connections are known."""
+    import pyarrow.parquet as pq
+
+    from meshpkt.report import packets_for_export
+
+    lfid = np.zeros(len(packets), dtype=np.uint64)
+    lfid[ids.rows] = detail.column("lfid").to_numpy()
+    table = pa.Table.from_pandas(packets_for_export(packets), preserve_index=False)
+    fd, path = tempfile.mkstemp(suffix=".parquet", dir=out_dir)
+    os.close(fd)
+    pq.write_table(table.append_column("_lfid", pa.array(lfid)), path)
+    return path
+
+
+def write_packets(state: Pass1, m: Matched, fmt: str, out: Any) -> int:
+    """Write the per-packet export (``csv`` or ``parquet``) chunk by chunk, with each packet's
+    ``conn_id``; returns the rows written."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    writer: Any = None
+    rows = 0
+    try:
+        for path in state.exports:
+            table = pq.read_table(path)
+            lfid = table.column("_lfid").to_numpy()
+            lflow = m.ident.get_indexer(lfid)
+            known = (lfid != 0) & (lflow >= 0)
+            conn_id = pa.array(np.where(known, m.conn[lflow] + 1, 0), mask=~known, type=pa.int64())
+            table = table.drop_columns(["_lfid"]).append_column("conn_id", conn_id)
+            if writer is None:
+                writer = pq.ParquetWriter(out, table.schema) if fmt == "parquet" else pcsv.CSVWriter(
+                    out, table.schema, write_options=pcsv.WriteOptions(quoting_style="needed"))
+            writer.write_table(table)
+            rows += table.num_rows
+            os.unlink(path)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
 
 
 def first_pass(captures: list[CaptureArg], ports: tuple[int, ...], out_dir: str,
-               problems: list[CaptureProblem] | None, progress: Progress | None, chunk: int) -> Pass1:
+               problems: list[CaptureProblem] | None, progress: Progress | None, chunk: int,
+               export: bool = False) -> Pass1:
     """Decode chunk by chunk, keeping only summaries and spilling the detail columns (datasets of
     ``meshpkt decode``: file by file)."""
     from meshpkt.engine.dataset import dataset_files, read_part, split_inputs
@@ -194,7 +244,7 @@ def first_pass(captures: list[CaptureArg], ports: tuple[int, ...], out_dir: str,
     captures, sets = split_inputs(captures)
     files = _items(captures, problems)
     total = max(sum(f.size for f in files), 1)
-    state, carry = Pass1(), {}  # type: ignore[var-annotated]
+    state, carry = Pass1(export_dir=out_dir if export else None), {}  # type: ignore[var-annotated]
     done_packets = done_bytes = 0
     for f, cap, start, n_file in iter_chunks(files, problems, chunk):
         table, n = absorb(state, carry.setdefault(str(f.path), _Carry()), decode_chunk(f.point, cap, start, ports))
@@ -329,20 +379,25 @@ def _concat(frames: list[pd.DataFrame], sort: list[str]) -> pd.DataFrame:
 def analyze_partitioned(captures: list[CaptureArg], *, topology: Any = None, vxlan_ports: Sequence[int] = (4789,),
                         problems: list[Any] | None = None, progress: Progress | None = None,
                         correct_clocks: bool = True, chunk_records: int = CHUNK_RECORDS,
-                        partition_rows: int = PARTITION_ROWS, spill_dir: str | Path | None = None) -> Any:
+                        partition_rows: int = PARTITION_ROWS, spill_dir: str | Path | None = None,
+                        packets_out: tuple[str, Any] | None = None) -> Any:
     """Decode and reconstruct ``captures`` in bounded memory (see the module docstring); the
-    :class:`~meshpkt.flows.Analysis` holds no packet table (``packets`` is empty)."""
+    :class:`~meshpkt.flows.Analysis` holds no packet table (``packets`` is empty): with
+    ``packets_out=(format, path or binary stream)`` the per-packet export is written there instead."""
     from meshpkt.engine.run import resolve_topology
 
     return_freed_memory(setup=True)
     work = tempfile.mkdtemp(prefix="meshpkt-spill-", dir=spill_dir)
     try:
-        state = first_pass(captures, api._ports(vxlan_ports), work, problems, progress, chunk_records)
+        state = first_pass(captures, api._ports(vxlan_ports), work, problems, progress, chunk_records,
+                           export=packets_out is not None)
         if problems is not None:
             problems.extend(state.problems)
         topo = infer_topology_from_sample(state, resolve_topology(captures, topology))
         state.topo_sample.clear()
         m = match(state, correct_clocks)
+        if packets_out is not None:
+            write_packets(state, m, *packets_out)
         parts = partition(state, m, work, partition_rows)
         results = []
         for path in parts:

@@ -42,12 +42,19 @@ def resolve_topology(captures: list[Any], topology: Any) -> Topology:
 def analyze(captures: Iterable[CaptureArg], *, topology: Topology | dict[str, Any] | str | Path | None = None,
             vxlan_ports: Sequence[int] = (4789,), problems: list[Any] | None = None,
             progress: Progress | None = None, correct_clocks: bool = True, engine: str = "local",
-            workers: int | None = None, client: Any = None, scheduler: str | None = None) -> Analysis:
+            workers: int | None = None, client: Any = None, scheduler: str | None = None,
+            packets_out: tuple[str, Any] | None = None, chunk_records: int | None = None,
+            partition_rows: int | None = None, on_stage: Any = None) -> Analysis:
     """Decode ``captures`` and reconstruct every connection (see ``meshpkt.flows.analyze``).
 
     ``engine="local"`` decodes here (several files at once on ``workers`` processes);
     ``progress(bytes_done, bytes_total, packets_done)`` is called while decoding.
+    ``engine="partitioned"`` analyses in bounded memory and holds no packet table: the per-packet
+    export goes to ``packets_out=(format, path)`` as it is produced. ``chunk_records`` and
+    ``partition_rows`` size the chunks and partitions of the partitioned and Dask engines;
+    ``on_stage(name, client)`` is the Dask engine's stage hook.
     """
+    sizes = {k: v for k, v in (("chunk_records", chunk_records), ("partition_rows", partition_rows)) if v}
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
     from meshpkt.flows import analyze as flows_analyze
@@ -57,14 +64,15 @@ def analyze(captures: Iterable[CaptureArg], *, topology: Topology | dict[str, An
         from meshpkt.engine.partitioned import analyze_partitioned
 
         result: Analysis = analyze_partitioned(caps, topology=topology, vxlan_ports=vxlan_ports, problems=problems,
-                                               progress=progress, correct_clocks=correct_clocks)
+                                               progress=progress, correct_clocks=correct_clocks,
+                                               packets_out=packets_out, **sizes)
         return result
     if engine == "dask":
         from meshpkt.engine.dask import analyze_dask
 
         dresult: Analysis = analyze_dask(caps, topology=topology, vxlan_ports=vxlan_ports, problems=problems,
                                          correct_clocks=correct_clocks, workers=workers, client=client,
-                                         scheduler=scheduler)
+                                         scheduler=scheduler, on_stage=on_stage, **sizes)
         return dresult
     from meshpkt.engine.decode import read_captures
 

@@ -120,3 +120,22 @@ def test_three_million_packets_inside_one_gib(tmp_path):
     assert (both["hops_seen"] == both["hops"]).all()
     assert (both["status"] == "closed").all() and both["missing_at"].isna().all()
     assert r.peak <= LIMIT  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_packets_spilled_with_their_connection(tmp_path, fmt):
+    out = tmp_path / f"packets.{fmt}"
+    r = subprocess.run([sys.executable, "-m", "meshpkt", "analyze", str(SHIPPED), "--engine", "partitioned",
+                        "--packets", "-f", fmt, "-o", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    got = pd.read_parquet(out) if fmt == "parquet" else pd.read_csv(out)
+    from meshpkt.report import packets_for_export
+
+    a = analyze([SHIPPED])
+    want = packets_for_export(a.packets)
+    assert list(got.columns) == list(want.columns) and len(got) == len(want) == 673
+    key = ["point", "record"]
+    got = got.sort_values(key).reset_index(drop=True)
+    want = want.assign(point=want["point"].astype(str)).sort_values(key).reset_index(drop=True)
+    assert got["conn_id"].fillna(0).astype(int).tolist() == want["conn_id"].fillna(0).astype(int).tolist()
+    assert got["ts_ns"].tolist() == want["ts_ns"].tolist()
