@@ -54,7 +54,8 @@ def analyze(captures: Iterable[CaptureArg], *, topology: Topology | dict[str, An
     ``partition_rows`` size the chunks and partitions of the partitioned and Dask engines;
     ``on_stage(name, client)`` is the Dask engine's stage hook.
     """
-    sizes = {k: v for k, v in (("chunk_records", chunk_records), ("partition_rows", partition_rows)) if v}
+    sizes: dict[str, Any] = {k: v for k, v in (("chunk_records", chunk_records), ("partition_rows", partition_rows))
+                             if v}
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
     from meshpkt.flows import analyze as flows_analyze
