@@ -27,7 +27,8 @@ def up_cmd(
     publish: Annotated[list[str] | None, typer.Option(
         "--publish", "-p", help="Published port P:T of the published service [9090:80].")] = None,
     data_path_port: Annotated[int | None, typer.Option("--data-path-port", help="VXLAN UDP port [4789].")] = None,
-    lb: Annotated[str, typer.Option("--lb", help="Load balancer: auto (IPVS if available) | ipvs | nftables.")] = "auto",
+    lb: Annotated[str, typer.Option(
+        "--lb", help="Load balancer: auto (IPVS if available) | ipvs | nftables.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the status document as JSON.")] = False,
     ssh: Annotated[bool, typer.Option("--ssh", help="Also run an sshd in every node (keys and ssh_config in "
                                       "the lab's state directory; see docs/remote.md).")] = False,

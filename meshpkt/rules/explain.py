@@ -423,7 +423,8 @@ class _Explainer:
         head = f"FWM {lb.fwmark} {lb.scheduler}" if lb.fwmark is not None else lb.label()
         fwd = sorted({b.forward for b in lb.backends})
         self.parts.append(head)
-        self.parts.append("{" + ", ".join(str(b.addr) for b in lb.backends) + "}" + (f" {'/'.join(fwd)}" if fwd else ""))
+        self.parts.append("{" + ", ".join(str(b.addr) for b in lb.backends) + "}"
+                          + (f" {'/'.join(fwd)}" if fwd else ""))
         ev = lb.text.splitlines() if lb.kind == "ipvs" else []
         conns = [c.text for c in sbox.ipvs_conns
                  if c.virtual is not None and c.virtual[0] == self.sbox_addr and c.virtual[1] == self.port]

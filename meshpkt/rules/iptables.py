@@ -81,9 +81,10 @@ class _Tokens:
     def words_of_option(self) -> list[str]:
         """The current (unmodelled) option and the arguments that follow it."""
         words = [("! " if self.neg else "") + self.toks[self.i]]
-        while self.i + 1 < len(self.toks) and not self.toks[self.i + 1].startswith("-") and self.toks[self.i + 1] != "!":
+        toks = self.toks
+        while self.i + 1 < len(toks) and not toks[self.i + 1].startswith("-") and toks[self.i + 1] != "!":
             self.i += 1
-            words.append(self.toks[self.i])
+            words.append(toks[self.i])
         return words
 
 
