@@ -178,7 +178,8 @@ def _basics(rec: Reconstruction, hops: pd.DataFrame) -> pd.DataFrame:
     conns["hops_seen"] = hops.groupby("conn_id").size()
     conns["flooded_to"] = all_hops[all_hops["stray"].to_numpy()].groupby("conn_id")["point"].agg(list).reindex(
         conns.index)
-    conns["path"] = hops.groupby("conn_id")["point"].agg(" > ".join)
+    conns["path"] = _join_groups(hops["point"].astype(str).to_numpy(dtype=object), hops["conn_id"].to_numpy(),
+                                 conns.index.to_numpy())
     conns["first_ts_ns"] = hops.groupby("conn_id")["first_ts_ns"].min()
     conns["duration_ns"] = g["last_ts_ns"].max().to_numpy() - conns["first_ts_ns"].to_numpy()
     conns["retrans"] = hops.groupby("conn_id")["retrans_fwd"].max() + hops.groupby("conn_id")["retrans_bwd"].max()
@@ -191,6 +192,16 @@ def _basics(rec: Reconstruction, hops: pd.DataFrame) -> pd.DataFrame:
 #: point the topology names but that was not captured, or whose packets are all far from a
 #: connection, is "no data from this point" for it, not a loss
 CAPTURE_SLACK_NS = 10_000_000_000
+
+
+def _join_groups(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``" > ".join`` of ``values`` per run of equal ``group`` (sorted), one string per ``order`` entry."""
+    if not len(values):
+        return np.full(len(order), None, dtype=object)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    joined = np.add.reduceat(values + " > ", starts)
+    out = pd.Series([v[:-3] for v in joined], index=group[starts], dtype=object)
+    return out.reindex(order).to_numpy(dtype=object)
 
 
 def _task_point(topo: Topology, node: str, task: str) -> str | None:
