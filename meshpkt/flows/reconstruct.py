@@ -271,7 +271,9 @@ def _range_stats(packets: pd.DataFrame, assign: pd.DataFrame, lf: pd.DataFrame, 
         "ack": packets["tcp_ack"].to_numpy()[use], "plen": packets["payload_len"].to_numpy()[use],
         "syn": ((fl & TCP_SYN) != 0)[use], "fin": ((fl & TCP_FIN) != 0)[use],
         "ack_flag": ((fl & TCP_ACK) != 0)[use]})
-    seg["trusted"] = _judgeable(seg, lf, assign["lflow"].to_numpy()[use], int(np.nanmax(windows["max"].to_numpy())))
+    ends = windows["max"].to_numpy(dtype=np.float64)
+    end = int(np.nanmax(ends)) if np.isfinite(ends).any() else 0
+    seg["trusted"] = _judgeable(seg, lf, assign["lflow"].to_numpy()[use], end)
     empty = pd.DataFrame(columns=["conn", "fwd", "hop", "start", "end", "copies", "delivered"])
     for tag in ("fwd", "bwd"):
         for c in _RANGE_COLUMNS:
