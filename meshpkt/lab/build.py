@@ -642,6 +642,18 @@ class Lab:
             self._nft_delete_matching(ns.name, "fwm_vip", [f"ip daddr {v} " for v in vips])
         self._record_fault("remove_mark", node=node, network=network, service=service)
 
+    def break_lb(self, node: str, network: str = "ingress") -> None:
+        """Empty the load balancer of ``network`` on ``node`` (ingress_sbox or ``lb_<net>``): its IPVS services
+        (``ipvsadm -C``) or the emulation's ``fwm_lb`` chain. Marked packets are then not balanced: the
+        namespace itself receives the VIP traffic (and answers RST)."""
+        ns = self._lb_ns(node, network)
+        p = self._get_plan(self._state())
+        if p.lb == "ipvs":
+            run(nsexec(ns.name, ["ipvsadm", "-C"]))
+        else:
+            run(nsexec(ns.name, ["nft", "flush", "chain", "ip", _plan.LB_NFT_TABLE, "fwm_lb"]))
+        self._record_fault("break_lb", node=node, network=network)
+
     def _nft_delete_matching(self, netns: str, chain: str, needles: list[str]) -> None:
         r = run(nsexec(netns, ["nft", "-a", "list", "chain", "ip", _plan.LB_NFT_TABLE, chain]))
         for line in r.stdout.splitlines():

@@ -466,6 +466,10 @@ class MarkKind(Kind[MarkParams]):
     params = MarkParams
 
     def judge(self, j: Judge, c: Check, prm: MarkParams) -> None:
+        if c.present is not False and prm.lb_present is False:
+            j.untested(c, f"the load balancer of fwmark {prm.fwmark:#x} is missing: whether this rule marks "
+                          "cannot be seen")
+            return
         def alt(p: Probe) -> list[Pkt]:
             assert p.seq is not None
             return j.pk.rsts(p.seq, prm.before_point)
@@ -481,6 +485,10 @@ class VipmarkKind(Kind[VipmarkParams]):
     params = VipmarkParams
 
     def judge(self, j: Judge, c: Check, prm: VipmarkParams) -> None:
+        if c.present is not False and prm.lb_present is False:
+            j.untested(c, f"the load balancer of fwmark {prm.fwmark:#x} is missing: whether this rule marks "
+                          "cannot be seen")
+            return
         vip = int(ipaddress.IPv4Address(prm.dst))
 
         def alt(p: Probe) -> list[Pkt]:

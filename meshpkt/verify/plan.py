@@ -434,7 +434,8 @@ class _Planner:
                                    f"{fwmark:#x}/0xffffffff"),
             present=r is not None, counter_key=_counter_key(sbox["name"], r) if r else None, probes=probes,
             params=MarkParams(before_point=e.sb_eth1, after_point=e.sb_eth0, dst=e.gw, to=e.gw, port=P,
-                              fwmark=fwmark, proto=proto)))
+                              fwmark=fwmark, proto=proto,
+                              lb_present=self.lb_of(node, sbox["name"], fwmark) is not None)))
 
     def mtu_checks(self, svc: dict[str, Any], e: _Entry, P0: int, bks: list[tuple[str, str, str]]) -> None:
         """MTU: real connections from the client, one per backend (round robin), to the first TCP port."""
@@ -647,7 +648,8 @@ class _Planner:
             id=f"vipmark:{node}/{lbns['short']}:{vip}", kind="vipmark", node=node, namespace=lbns["short"],
             netns=lbns["name"], where=where, rule=text, present=r is not None,
             counter_key=_counter_key(lbns["name"], r) if r else None, probes=probes,
-            params=VipmarkParams(before_point=point, after_point=point, dst=vip, port=port, fwmark=fwmark)))
+            params=VipmarkParams(before_point=point, after_point=point, dst=vip, port=port, fwmark=fwmark,
+                                 lb_present=self.lb_of(node, lbns["name"], fwmark) is not None)))
 
     # -------------------------------------------------------------- server liveness
     def servers(self) -> None:

@@ -144,3 +144,18 @@ def test_vip_mark_removed(cov_lab: Make) -> None:
 def _short(st: dict[str, Any], node: str) -> str:
     nd = next(n for n in st["nodes"] if n["name"] == node)
     return str(next(ns["short"] for ns in nd["namespaces"] if ns["role"] == "lb"))
+
+
+def test_lb_of_vip_broken(cov_lab: Make) -> None:
+    """node1's lb_ load balancer emptied: its LB rows fail, named; the VIP MARK rows before it are not blamed."""
+    lab, st = cov_lab()
+    lab.break_lb("node1", "my-overlay")
+    report = verify(lab.name, seed=7)
+    short = _short(st, "node1")
+    fails = sorted(c.id for c in report.failures)
+    assert fails and all(f.startswith(f"lb:node1/{short}:") for f in fails), fails
+    assert len(fails) == 3  # backend, my-web and dns each have a VIP on my-overlay
+    c = report.failures[0]
+    assert c.netns == _ns(st, "node1", "lb", "my-overlay") and c.where in ("ipvs", "nft ip meshpkt_ipvs fwm_lb")
+    rows = {x.id: x for x in report.checks}
+    assert all(x.verdict == "UNTESTED" for x in rows.values() if x.id.startswith(f"vipmark:node1/{short}:"))
