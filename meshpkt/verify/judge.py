@@ -822,7 +822,7 @@ class RedirectKind(Kind[RedirectParams]):
         c.reached, c.passed = reached, ok
         if bad is not None:
             c.before = bad[0].ev()
-            c.after = bad[1][0].ev() if bad[1] else Evidence(pt, "(no answer)")
+            c.after = bad[1][0].ev() if bad[1] else Evidence(pt, "(no answer)" if prm.proto == "udp" else "(no SYN-ACK)")
         what = f"{'datagrams' if prm.proto == 'udp' else 'SYNs'} to :{port}"
         if c.present is False:
             j.fail(c, "rule missing from the dumps" + (f"; {reached - ok}/{reached} {what} unanswered"
@@ -881,6 +881,13 @@ class MtuKind(Kind[MtuParams]):
             c.verdict = PASS
             c.message = f"{ok}/{reached} connections delivered full-size segments (DF) and got the answer"
             return
+        self.blame(j, c, prm, path, bad)
+
+    @staticmethod
+    def blame(j: Judge, c: Check, prm: MtuParams, path: list[tuple[str, bool]],
+              bad: tuple[Probe, int, int, int]) -> None:
+        """Fail ``c`` for the first bad connection: segments too small, or where the full-size one vanished."""
+        cpt = prm.client_point
         p, data_seq, full, biggest = bad
         res = j.conns.get(p.id, {})
         if full and biggest < full:
@@ -916,7 +923,6 @@ class MtuKind(Kind[MtuParams]):
             j._set_culprit(c, culprit, size)
         j.fail(c, f"full-size segment ({size}-byte IP packet, DF) seen at {last_seen[0]} never reached "
                      f"{lost_at[0]}")
-
 
 
 @register
