@@ -196,3 +196,33 @@ def test_removed_policy_leaks_and_is_dropped(lab: tuple[Lab, dict[str, Any]], tm
     save = lb.exec("node2", ["iptables-save", "-c"], capture_output=True, check=True).stdout
     drop = next(ln for ln in save.splitlines() if "--pol none" in ln)
     assert int(drop.split("]")[0].strip("[").split(":")[0]) >= 1, drop
+
+
+def test_bpf_vni_match_encrypts_too(tmp_path: Path) -> None:
+    """``vni_match: bpf`` (Docker >= 24's xt_bpf program): the mark, hence ESP, still selects exactly the
+    encrypted VNI; the ingress VNI stays cleartext VXLAN."""
+    name = f"b{uuid.uuid4().hex[:6]}"
+    lab = Lab(name)
+    spec = LabSpec.from_dict({"name": name, "nodes": 2, "vni_match": "bpf",
+                              "overlays": [{"name": "sec", "subnet": "10.0.1.0/24", "vni": 4097, "encrypted": True}],
+                              "services": [{"name": "web", "replicas": 2, "publish": ["9090:80"], "networks": ["sec"]},
+                                           {"name": "api", "replicas": 2, "networks": ["sec"]}]})
+    try:
+        st = lab.up(spec)
+        save = lab.exec("node1", ["iptables-save", "-t", "mangle"], capture_output=True, check=True).stdout
+        assert '-m bpf --bytecode "7,32 0 0 4294963252,7 0 0 0,64 0 0 4,116 0 0 8,21 1 0 4097,' in save
+        ips = [n["underlay_ip"] for n in st["nodes"]]
+        urls = ["http://api/"] * 4 + [f"http://{ips[0]}:9090/"] * 4
+        pcap, answers = _underlay_capture(lab, "node1", tmp_path, [sys.executable, "-c", HTTP_REQ, *urls],
+                                          "node1/web.1")
+        assert all(a.startswith("Host IP is ") for a in answers), answers
+        def count(bpf: str) -> int:
+            r = subprocess.run(["tcpdump", "-nn", "-r", str(pcap), bpf], capture_output=True, text=True)
+            return len(r.stdout.splitlines())
+
+        assert count("udp dst port 4789 and udp[12:4] >> 8 = 4097") == 0
+        assert count("udp dst port 4789 and udp[12:4] >> 8 = 4096") > 0  # ingress traffic: not encrypted
+        assert count("ip proto 50") > 0
+    finally:
+        lab.down()
+        assert not lab_namespaces(name)
