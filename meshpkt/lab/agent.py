@@ -155,6 +155,23 @@ def _udp_identity_servers(cfg: dict[str, Any]) -> list[socket.socket]:
     return socks
 
 
+class _HTTP6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+
+def _http6_servers(cfg: dict[str, Any]) -> list[Any]:
+    """Dual-stack overlays: the same HTTP server on ``[::]`` for the task's IPv6 addresses."""
+    if not cfg.get("ips6"):
+        return []
+    return [_HTTP6(("::", port), _http_handler(cfg["node_ip"], cfg["task"])) for port in cfg["ports"]]
+
+
 class _TCPDNS(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
@@ -212,7 +229,7 @@ def main(argv: list[str]) -> int:
     ThreadingHTTPServer.daemon_threads = True
     for port in cfg["ports"]:
         servers.append(ThreadingHTTPServer(("0.0.0.0", port), _http_handler(cfg["node_ip"], cfg["task"])))
-    servers += _dns_servers(cfg, records)
+    servers += _dns_servers(cfg, records) + _http6_servers(cfg)
     for sock in _udp_identity_servers(cfg):
         threading.Thread(target=_udp_identity, args=(sock, cfg["node_ip"], cfg["task"]), daemon=True).start()
     for s in servers:

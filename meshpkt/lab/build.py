@@ -245,8 +245,7 @@ class Lab:
             created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
             status = build_status(p, state_dir=str(self.state_dir), created=created, up_seconds=up_seconds,
                                   pids=pids)
-            status["esp"] = p.esp
-            status["esp_detail"] = ESP_DETAIL[p.esp]
+            extend_status(status, p)
             made = bool((self._load_state() or {}).get("made_etc_netns"))
             self._save_state({"name": self.name, "phase": "up", "spec": spec.to_dict(),
                               "namespaces": [ns.name for ns in p.namespaces], "pids": pids,
@@ -342,6 +341,7 @@ class Lab:
                 lines += [cmd, f"link set dev {i.name} up"]
             for i in ns.interfaces:
                 lines += [f"addr add {a} dev {i.name}" for a in i.addresses]
+                lines += [f"addr add {a} dev {i.name} nodad" for a in i.addresses6]
             lines += [f"route add {r}" for r in ns.routes]
             lines += ns.ip_extra
             lines += ns.neigh
@@ -439,7 +439,8 @@ class Lab:
         node_ip = next(n["underlay_ip"] for n in p.nodes if n["name"] == t.node)
         return {"task": t.name, "node": t.node, "node_ip": node_ip, "ports": t.ports,
                 "dns_ip": _plan.DNS_IP, "dns_port": t.dns_port, "records": p.dns.get(t.name, {}),
-                "udp_ports": t.udp_ports, "udp_ips": sorted(set(t.ips.values()) | {t.gw_ip})}
+                "udp_ports": t.udp_ports, "udp_ips": sorted(set(t.ips.values()) | {t.gw_ip}),
+                "ips6": sorted(t.ips6.values())}
 
     def _start_agents(self, p: _plan.Plan, only: Iterable[str] | None = None) -> dict[str, int]:
         adir = self.state_dir / "agents"
@@ -835,6 +836,37 @@ class Lab:
                         i["mtu"] = mtu
         self._save_state(st)
         self._record_fault("set_mtu", target=target, iface=iface, mtu=mtu)
+
+
+def extend_status(status: dict[str, Any], p: _plan.Plan) -> None:
+    """Add to the status document what the typed model does not carry yet (extension keys, all optional):
+    ``esp``/``esp_detail``; per dual-stack network ``subnet6``/``gateway6``; per service ``udp_ports``; per
+    backend ``ips6`` and (host mode) ``gwbridge_ip``; per task namespace ``ips6``/``udp_ports``; per interface
+    ``addresses6``."""
+    status["esp"] = p.esp
+    status["esp_detail"] = ESP_DETAIL[p.esp]
+    nets = {n["name"]: n for n in p.networks}
+    for n in status["networks"]:
+        n.update({k: nets[n["name"]][k] for k in ("subnet6", "gateway6") if k in nets.get(n["name"], {})})
+    svcs = {s["name"]: s for s in p.services}
+    for s in status["services"]:
+        planned = svcs.get(s["name"], {})
+        if "udp_ports" in planned:
+            s["udp_ports"] = planned["udp_ports"]
+        extra = {b["task"]: b for b in planned.get("backends", [])}
+        for b in s["backends"]:
+            b.update({k: extra[b["task"]][k] for k in ("ips6", "gwbridge_ip") if k in extra.get(b["task"], {})})
+    planned_ns = {ns.name: ns for ns in p.namespaces}
+    for nsj in _iter_ns(status):
+        ns = planned_ns.get(nsj["name"])
+        if ns is None:
+            continue
+        if nsj.get("task") and ns.task:
+            nsj["task"].update({k: ns.task[k] for k in ("ips6", "udp_ports") if k in ns.task})
+        for ij in nsj["interfaces"]:
+            i = next((x for x in ns.interfaces if x.name == ij["name"]), None)
+            if i is not None and i.addresses6:
+                ij["addresses6"] = list(i.addresses6)
 
 
 def _iter_ns(status: dict[str, Any]) -> Iterable[dict[str, Any]]:
