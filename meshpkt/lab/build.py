@@ -621,6 +621,13 @@ class Lab:
         self._delete_rules(ns, lambda r: r.tag.startswith("dnat:") and (port is None or r.tag == want))
         self._record_fault("remove_dnat", node=node, port=port, protocol=protocol)
 
+    def remove_host_dnat(self, node: str, port: int, protocol: str = "tcp") -> None:
+        """Delete the host's nat DOCKER DNAT of a host-mode published port (and its filter DOCKER ACCEPT)."""
+        ns = self._ns(node, "host")
+        sfx = "" if protocol == "tcp" else f"/{protocol}"
+        self._delete_rules(ns, lambda r: r.tag in (f"hostdnat:{port}{sfx}", f"hostaccept:{port}{sfx}"))
+        self._record_fault("remove_host_dnat", node=node, port=port, protocol=protocol)
+
     def remove_snat(self, node: str, network: str = "ingress") -> None:
         """Delete the ``-d <subnet> SNAT`` rule of ingress_sbox (or of ``lb_<net>`` for a user network)."""
         self._delete_rules(self._lb_ns(node, network), lambda r: r.tag == "snat")

@@ -461,6 +461,13 @@ class DnatKind(Kind[DnatParams]):
 
 
 @register
+class HostdnatKind(DnatKind):
+    """Host-mode publishing: the host's nat DOCKER DNAT straight to the task's docker_gwbridge address."""
+
+    kind = "hostdnat"
+
+
+@register
 class MarkKind(Kind[MarkParams]):
     kind = "mark"
     params = MarkParams

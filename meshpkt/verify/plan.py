@@ -47,7 +47,7 @@ from meshpkt.verify.types import (
 XFRM_MARK = 0xD0C4E3
 _FRESH = random.Random()
 
-KIND_ORDER = ["server", "link", "fdb", "dnat", "unpublished", "mark", "vipmark", "lb", "snat", "redirect", "xfrm",
+KIND_ORDER = ["server", "link", "fdb", "dnat", "hostdnat", "unpublished", "mark", "vipmark", "lb", "snat", "redirect", "xfrm",
               "dnsrr", "mtu"]
 """Judging order: every check's prerequisites come earlier."""
 
@@ -756,6 +756,45 @@ class _Planner:
                          peer=peer, network=net, learned=learned, encrypted=encrypted,
                          out_point=v.point(node, host, "eth0") if host and encrypted else "")
 
+    # -------------------------------------------------------------- host-mode ports
+    def host_mode(self) -> None:
+        """Host-mode ports: on each node running a task, a client probe to ``NODE:P`` must be DNATed by the
+        host's nat DOCKER rule to the task's docker_gwbridge address and target port."""
+        v = self.v
+        for svc in v.services:
+            for pub in [p for p in svc["published"] if p.get("mode") == "host"]:
+                for b in svc["backends"]:
+                    t = v.task(b["task"])
+                    host = v.ns(b["node"], "host")
+                    gw = LabView.iface_on(t[1], "docker_gwbridge") if t else None
+                    if t is None or host is None or gw is None or not v.alive(t[1]) or not v.alive(host):
+                        continue
+                    self.host_dnat_check(svc, pub, b["node"], host, t[1], gw)
+
+    def host_dnat_check(self, svc: dict[str, Any], pub: dict[str, Any], node: str, host: dict[str, Any],
+                        tns: dict[str, Any], gw: dict[str, Any]) -> None:
+        v, client = self.v, self.v.client
+        P, T, proto = int(pub["published"]), int(pub["target"]), str(pub["protocol"])
+        nd, ip = v.nodes[node], _ip(gw["addresses"][0])
+        p = self.frame_probe("host", client["netns"], "eth0", client["mac"], nd["mac"], client["ip"],
+                             nd["underlay_ip"], P, 1460, entry=node, target=svc["name"], network="docker_gwbridge",
+                             proto=proto)
+        hns = _model_ns(self.model, v, node, host["name"])
+        rs = [r for r in (hns.rules("nat", "DOCKER") if hns else []) if r.target == "DNAT" and r.dport == P
+              and r.proto == proto]
+        sfx = "" if proto == "tcp" else f"/{proto}"
+        exp = _plan_rules(self.plan, host["name"], f"hostdnat:{P}{sfx}")
+        r = rs[0] if rs else None
+        self.add(Check(
+            id=f"hostdnat:{node}:{P}{sfx}", kind="hostdnat", node=node, namespace="host", netns=host["name"],
+            where="nat DOCKER",
+            rule=r.text if r else (_expected_text(exp[0].args, exp[0].chain) if exp else
+                                   f"-A DOCKER ! -i docker_gwbridge -p {proto} -m {proto} --dport {P} -j DNAT "
+                                   f"--to-destination {ip}:{T}"),
+            present=r is not None, counter_key=_counter_key(host["name"], r) if r else None, probes={p.id: []},
+            params=DnatParams(before_point=v.point(node, host, "eth0"), after_point=v.point(node, tns, gw["name"]),
+                              dst=nd["underlay_ip"], to=ip, port=T, proto=proto)))
+
     # -------------------------------------------------------------- dnsrr services
     def dnsrr(self) -> None:
         """dnsrr services have no VIP: clients connect to the task addresses DNS returns. Per task, a SYN from
@@ -854,6 +893,7 @@ class _Planner:
         self.unpublished()
         self.vips()
         self.dnsrr()
+        self.host_mode()
         self.encryption()
         checks = sorted(self.checks.values(), key=lambda c: KIND_ORDER.index(c.kind))
         known = {c.id for c in checks}
@@ -946,5 +986,6 @@ def needed_probes(plan: VerifyPlan, need: set[str]) -> list[Probe]:
     passive = any(by_id[c].kind in ("fdb", "link", "xfrm") for c in need)
     for cid in need:
         ids.update(by_id[cid].probes)
-    return [p for p in plan.probes if p.id in ids or (passive and p.group in ("ingress", "vip", "server", "dnsrr"))]
+    return [p for p in plan.probes if p.id in ids or (passive and p.group in ("ingress", "vip", "server", "dnsrr",
+                                                                               "host"))]
 

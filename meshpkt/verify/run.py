@@ -32,7 +32,7 @@ from meshpkt.verify.types import Check, Probe, VerifyReport
 
 INJECTOR = Path(__file__).with_name("inject.py")
 MAX_RATE = 200.0
-GROUP_ORDER = ["server", "ingress", "unpublished", "vip", "dnsrr"]
+GROUP_ORDER = ["server", "ingress", "unpublished", "vip", "dnsrr", "host"]
 
 Progress = Callable[[str], None]
 
@@ -406,8 +406,8 @@ def _probe(vp: VerifyPlan, probes: list[Probe], work: Path, rate: float, timeout
 
 def _path_order(checks: list[Check]) -> list[Check]:
     """Rows in path order: dnat, unpublished, mark, lb, snat, fdb, link, redirect, server, vipmark ..., mtu."""
-    order = ["dnat", "unpublished", "mark", "vipmark", "lb", "snat", "fdb", "link", "xfrm", "redirect", "server",
-             "dnsrr", "mtu"]
+    order = ["dnat", "hostdnat", "unpublished", "mark", "vipmark", "lb", "snat", "fdb", "link", "xfrm", "redirect",
+             "server", "dnsrr", "mtu"]
     return sorted(checks, key=lambda c: (order.index(c.kind) if c.kind in order else 99,
                                          c.node, c.namespace, c.id))
 

@@ -159,3 +159,14 @@ def test_lb_of_vip_broken(cov_lab: Make) -> None:
     assert c.netns == _ns(st, "node1", "lb", "my-overlay") and c.where in ("ipvs", "nft ip meshpkt_ipvs fwm_lb")
     rows = {x.id: x for x in report.checks}
     assert all(x.verdict == "UNTESTED" for x in rows.values() if x.id.startswith(f"vipmark:node1/{short}:"))
+
+
+def test_host_mode_dnat_removed(cov_lab: Make) -> None:
+    lab, st = cov_lab()
+    node = next(b["node"] for s in st["services"] if s["name"] == "hostweb" for b in s["backends"])
+    lab.remove_host_dnat(node, 8080)
+    report = verify(lab.name, seed=7)
+    assert [c.id for c in report.failures] == [f"hostdnat:{node}:8080"], [c.message for c in report.failures]
+    c = report.failures[0]
+    _named(c, _ns(st, node, "host"), "nat DOCKER", "! -i docker_gwbridge", "--dport 8080", "-j DNAT --to-destination 172.18.")
+    assert c.before is not None and c.before.point == f"{node}.host.eth0"
