@@ -606,25 +606,31 @@ class _Planner:
                 if src is None:
                     self.notes.append(f"{node}: no live task on {net} to send VIP probes from")
                     continue
-                sif = LabView.iface_on(src, net) or {}
-                lb_eth0 = v.point(node, lbns, lbif["name"])
                 for svc in svcs:
-                    bks = self.backends(svc, net)
-                    if not bks:
-                        continue
-                    vip = svc["vips"][net]
-                    port = int(svc["target_ports"][0])
-                    fwmark = int(svc["fwmarks"].get(node, {}).get(net, 0))
-                    probes = [self.frame_probe("vip", src["name"], sif["name"], sif["mac"], lbif["mac"],
-                                               _ip(sif["addresses"][0]), vip, port, 1410, entry=node,
-                                               target=svc["name"], network=net)
-                              for _ in bks]
-                    pids = [p.id for p in probes]
-                    vm = self.vipmark_check(node, lbns, svc, vip, fwmark, {pid: [] for pid in pids}, lb_eth0, port)
-                    lb = self.lb_check(node, lbns, net, fwmark, bks, {pid: [vm.id] for pid in pids},
-                                       before=(lb_eth0, vip, port), after_point=lb_eth0)
-                    self.snat_check(node, lbns, net, {pid: [lb.id] for pid in pids}, before=(lb_eth0, vip, port),
-                                    after_point=lb_eth0)
+                    for proto, port in _vip_ports(svc):
+                        self.vip_probes(node, lbns, lbif, src, svc, net, proto, port)
+
+    def vip_probes(self, node: str, lbns: dict[str, Any], lbif: dict[str, Any], src: dict[str, Any],
+                   svc: dict[str, Any], net: str, proto: str, port: int) -> None:
+        """One probe per backend from a task on ``node`` to the service's VIP (``proto``/``port``), proving the
+        VIP MARK, the load balancer and the SNAT of ``lb_<net>``."""
+        v = self.v
+        bks = self.backends(svc, net)
+        if not bks:
+            return
+        sif = LabView.iface_on(src, net) or {}
+        lb_eth0 = v.point(node, lbns, lbif["name"])
+        vip = svc["vips"][net]
+        fwmark = int(svc["fwmarks"].get(node, {}).get(net, 0))
+        probes = [self.frame_probe("vip", src["name"], sif["name"], sif["mac"], lbif["mac"], _ip(sif["addresses"][0]),
+                                   vip, port, 1410, entry=node, target=svc["name"], network=net, proto=proto)
+                  for _ in bks]
+        pids = [p.id for p in probes]
+        vm = self.vipmark_check(node, lbns, svc, vip, fwmark, {pid: [] for pid in pids}, lb_eth0, port)
+        lb = self.lb_check(node, lbns, net, fwmark, bks, {pid: [vm.id] for pid in pids},
+                           before=(lb_eth0, vip, port), after_point=lb_eth0, proto=proto)
+        self.snat_check(node, lbns, net, {pid: [lb.id] for pid in pids}, before=(lb_eth0, vip, port),
+                        after_point=lb_eth0, proto=proto)
 
     def vipmark_check(self, node: str, lbns: dict[str, Any], svc: dict[str, Any], vip: str, fwmark: int,
                       probes: dict[str, list[str]], point: str, port: int) -> Check:
@@ -912,6 +918,12 @@ class _Planner:
                 continue
             out.append({"point": cp["point"], "netns": cp["netns"], "iface": cp["iface"]})
         return out
+
+
+def _vip_ports(svc: dict[str, Any]) -> list[tuple[str, int]]:
+    """(protocol, port) VIP probes use: the TCP port, and each UDP port the tasks answer datagrams on."""
+    udp = svc.get("udp_ports") or sorted({int(p["target"]) for p in svc["published"] if p["protocol"] == "udp"})
+    return [("tcp", int(svc["target_ports"][0]))] + [("udp", int(p)) for p in udp]
 
 
 def _server_port(svc: dict[str, Any], net: str) -> tuple[str, int]:
