@@ -38,8 +38,9 @@ def register(app: typer.Typer) -> None:
                                               "send nothing.")] = False,
     ) -> None:
         """Inject crafted probes into the lab and prove every rule on every expected path, hop by hop:
-        host DNAT, sbox MARK, LB, SNAT, each overlay fdb entry, each underlay link, each task REDIRECT,
-        each task server, unpublished ports, VIP MARKs and the path MTU.
+        host DNAT, sbox MARK, LB, SNAT (TCP SYNs and UDP datagrams per published port), each overlay fdb
+        entry, each underlay link, each task REDIRECT, each task server, unpublished ports, VIP MARKs,
+        dnsrr tasks, IPsec policies and states of encrypted overlays, and the path MTU.
 
         Exit status: 0 every rule passed, 1 a rule failed or could not be tested, 2 usage/permission error.
         """

@@ -32,7 +32,7 @@ from meshpkt.verify.types import Check, Probe, VerifyReport
 
 INJECTOR = Path(__file__).with_name("inject.py")
 MAX_RATE = 200.0
-GROUP_ORDER = ["server", "ingress", "unpublished", "vip", "dnsrr"]
+GROUP_ORDER = ["server", "ingress", "unpublished", "vip", "dnsrr", "host"]
 
 Progress = Callable[[str], None]
 
@@ -347,33 +347,7 @@ def _verify(L: Any, status: dict[str, Any], existing: set[str], work: Path, rule
     t = time.monotonic()
     before = snapshot_counters(counter_ns)
     und_before = underlay_rules(und) if und in existing else []
-    conns: dict[str, dict[str, Any]] = {}
-    frames = [p for p in probes if p.kind == "frame"]
-    conn_probes = [p for p in probes if p.kind == "conn"]
-    say(f"probing: {len(frames)} crafted SYNs/datagrams + {len(conn_probes)} MTU connections, "
-        f"captures at {len(vp.points)} points")
-    inj = Injectors()
-    with CaptureSession(vp.points, work / "pcap") as cap:
-        timings["capture_start"] = time.monotonic() - t
-        t = time.monotonic()
-        try:
-            if frames:
-                jobs = schedule(frames, rate, time.monotonic() + 0.3)
-                inj.run(jobs, timeout=30 + len(frames) / rate)
-                time.sleep(max(0.2, min(timeout, 1.0) * 0.4))
-            if conn_probes:
-                # forget path MTUs the client learned earlier: measure the path as it is now
-                for ns in sorted({p.netns for p in conn_probes}):
-                    _run(["ip", "-n", ns, "route", "flush", "cache"])
-                jobs = schedule(conn_probes, rate, time.monotonic() + 0.3)
-                for res in inj.run(jobs, timeout=30 + len(conn_probes) / rate).values():
-                    for c in res.get("conns", []):
-                        conns[c["id"]] = c
-                time.sleep(0.2)
-        finally:
-            inj.kill()
-        timings["probes"] = time.monotonic() - t
-        files = cap.files()
+    files, conns = _probe(vp, probes, work, rate, timeout, say, timings, t)
     after = snapshot_counters(counter_ns)
     und_after = underlay_rules(und) if und in existing else []
     for r in und_after:
@@ -402,10 +376,43 @@ def _verify(L: Any, status: dict[str, Any], existing: set[str], work: Path, rule
     return report
 
 
+def _probe(vp: VerifyPlan, probes: list[Probe], work: Path, rate: float, timeout: float, say: Progress,
+           timings: dict[str, float], t: float) -> tuple[list[tuple[str, Path]], dict[str, dict[str, Any]]]:
+    """Capture at every point of ``vp`` while the frames, then the MTU connections, are injected.
+    Returns the pcap files and the connections' results."""
+    conns: dict[str, dict[str, Any]] = {}
+    frames = [p for p in probes if p.kind == "frame"]
+    conn_probes = [p for p in probes if p.kind == "conn"]
+    say(f"probing: {len(frames)} crafted SYNs/datagrams + {len(conn_probes)} MTU connections, "
+        f"captures at {len(vp.points)} points")
+    inj = Injectors()
+    with CaptureSession(vp.points, work / "pcap") as cap:
+        timings["capture_start"] = time.monotonic() - t
+        t = time.monotonic()
+        try:
+            if frames:
+                jobs = schedule(frames, rate, time.monotonic() + 0.3)
+                inj.run(jobs, timeout=30 + len(frames) / rate)
+                time.sleep(max(0.2, min(timeout, 1.0) * 0.4))
+            if conn_probes:
+                # forget path MTUs the client learned earlier: measure the path as it is now
+                for ns in sorted({p.netns for p in conn_probes}):
+                    _run(["ip", "-n", ns, "route", "flush", "cache"])
+                jobs = schedule(conn_probes, rate, time.monotonic() + 0.3)
+                for res in inj.run(jobs, timeout=30 + len(conn_probes) / rate).values():
+                    for c in res.get("conns", []):
+                        conns[c["id"]] = c
+                time.sleep(0.2)
+        finally:
+            inj.kill()
+        timings["probes"] = time.monotonic() - t
+        return list(cap.files()), conns
+
+
 def _path_order(checks: list[Check]) -> list[Check]:
     """Rows in path order: dnat, unpublished, mark, lb, snat, fdb, link, redirect, server, vipmark ..., mtu."""
-    order = ["dnat", "unpublished", "mark", "vipmark", "lb", "snat", "fdb", "link", "xfrm", "redirect", "server",
-             "dnsrr", "mtu"]
+    order = ["dnat", "hostdnat", "unpublished", "mark", "vipmark", "lb", "snat", "fdb", "link", "xfrm", "redirect",
+             "server", "dnsrr", "mtu"]
     return sorted(checks, key=lambda c: (order.index(c.kind) if c.kind in order else 99,
                                          c.node, c.namespace, c.id))
 
