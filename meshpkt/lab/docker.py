@@ -332,7 +332,7 @@ class DockerLab:
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
         """The status document (lab schema, see :mod:`meshpkt.lab.status`) read from Docker's real state."""
-        st = self._state() if self._load().get("phase") == "up" else self._load()
+        st = self._state()
         spec = LabSpec.from_dict(st["spec"])
         return gather_status(self.name, spec, self.daemons(spec), st)
 
@@ -819,9 +819,6 @@ def _ns_facts(root: Path, status: dict[str, Any], node: str, key: str, ns: dict[
         if (lk.get("linkinfo") or {}).get("info_kind") == "vxlan":
             f["vxlan-flags"] = " ".join(f"{k}={info.get(k)}" for k in
                                         ("port", "learning", "proxy", "l2miss", "l3miss", "udp_csum", "ttl", "ageing"))
-            br = next((x for x in links if x["ifname"] == lk.get("master")), {})
-            ports = [x.get("address", "") for x in links if x.get("master") == br.get("ifname")]
-            f[f"mac/bridge-is-lowest-port/{ns['network']}"] = str(bool(ports) and br.get("address") == min(ports))
         for a in addrs.get(lk["ifname"], []):
             if ns["role"] in ("ingress_sbox", "lb", "task") and not a.endswith("/32"):
                 ip = ipaddress.IPv4Interface(a).ip
@@ -889,6 +886,26 @@ def _status_facts(status: dict[str, Any]) -> dict[str, str]:
     return f
 
 
+def _bridge_macs(root: Path, status: dict[str, Any]) -> str:
+    """How br0 of every overlay namespace gets its MAC: the kernel's lowest port MAC, or pinned to vxlan0's
+    (namespaces where both hold are ambiguous and skipped)."""
+    kinds = set()
+    for nd in status["nodes"]:
+        for ns in nd["namespaces"]:
+            if ns["role"] != "overlay":
+                continue
+            links = _links(_dump_dir(root, nd["name"], ns, status["prefix"]))
+            br = next((x for x in links if x["ifname"] == "br0"), {})
+            vx = next((x for x in links if x["ifname"] == "vxlan0"), {})
+            ports = [x.get("address", "") for x in links if x.get("master") == "br0"]
+            lowest, pinned = bool(ports) and br.get("address") == min(ports), br.get("address") == vx.get("address")
+            if lowest != pinned:
+                kinds.add("lowest port MAC" if lowest else "pinned to vxlan0's MAC" if pinned else "other")
+            elif not lowest:
+                kinds.add("other")
+    return ", ".join(sorted(kinds))
+
+
 def fidelity_facts(dumps: str | Path, status: dict[str, Any]) -> dict[str, str]:
     """Placement-independent facts of one cluster (lab or Docker): namespaces, interfaces, MACs, MTUs,
     VNIs, vxlan flags, fdb/neighbour entries, rules (addresses as roles), VIPs and endpoint addresses."""
@@ -906,6 +923,7 @@ def fidelity_facts(dumps: str | Path, status: dict[str, Any]) -> dict[str, str]:
         for key, pub in (("task-published", True), ("task-internal", False)):
             if not any(k == key for k, _ in picks) and (t := _pick(status, nd["name"], "task", None, pub)):
                 picks.append((key, t))
+    f["mac/overlay-bridge"] = _bridge_macs(root, status)
     for key, ns in picks:
         if ns is not None:
             nd = next(n["name"] for n in status["nodes"] if ns in n["namespaces"])

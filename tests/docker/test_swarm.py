@@ -141,3 +141,18 @@ def test_round_robin_and_analyze_names_every_backend(swarm: types.SimpleNamespac
     by_answers = collections.Counter((n, t) for n, t, _ in got)
     assert by_analysis == by_answers
     assert set(conns["backend_task"]) == set(expect)
+
+
+def test_status_reads_into_the_typed_mesh(swarm: types.SimpleNamespace) -> None:
+    from ipaddress import IPv4Address
+
+    from meshpkt.mesh.status import load_status
+
+    mesh = load_status(swarm.after)
+    assert mesh.name == swarm.name and mesh.lb == swarm.after["lb"]
+    assert [n.name for n in mesh.nodes] == ["node1", "node2", "node3"]
+    web = next(s for s in mesh.services if s.name == "my-web")
+    assert {b.task for b in web.backends} == {"my-web.1", "my-web.2", "my-web.3"}
+    assert all(isinstance(b.ips["ingress"], IPv4Address) for b in web.backends)
+    assert {n.name: n.vni for n in mesh.networks if n.vni} == {"ingress": 4096, "my-overlay": 4097}
+    assert len(mesh.capture_points) == len(swarm.after["capture_points"])
