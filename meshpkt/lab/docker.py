@@ -510,6 +510,15 @@ def _capture_points(status: dict[str, Any]) -> list[dict[str, Any]]:
     return pts
 
 
+def _ipvs_log(d: Dockerd) -> str | None:
+    """dockerd's own word that it found no IPVS (moby/ipvs netlink.go), if it logged it."""
+    try:
+        with open(d.log, errors="replace") as fh:
+            return next((ln.strip()[:300] for ln in fh if "Could not get ipvs family information" in ln), None)
+    except OSError:
+        return None
+
+
 def _mesh_state(netns: str, completed: bool) -> str:
     if completed:
         return MESH_COMPLETED
@@ -569,7 +578,8 @@ def gather_status(name: str, spec: LabSpec, daemons: dict[str, Dockerd], st: dic
                       "ingress_ip": (addr.get(("ingress_sbox", "ingress")) or [""])[0].split("/")[0],
                       "gwbridge_ip": (gwb.get("addresses") or [""])[0].split("/")[0],
                       "lb_ips": {n: a[0].split("/")[0] for (r, n), a in addr.items() if r == "lb" and a and n},
-                      "routing_mesh": _mesh_state(host["name"], completed), "namespaces": nss})
+                      "routing_mesh": _mesh_state(host["name"], completed), "dockerd_ipvs_log": _ipvs_log(d),
+                      "namespaces": nss})
     for n in nets:
         n["nodes"] = [nd["name"] for nd in nodes
                       if any(ns["network"] == n["name"] and ns["role"] == "overlay" for ns in nd["namespaces"])]

@@ -71,9 +71,11 @@ def test_missing_routing_mesh_is_an_error_per_node(swarm: types.SimpleNamespace)
         assert set(swarm.before["routing_mesh"].values()) == {MESH_DOCKER}
         assert set(swarm.completed.values()) == {MESH_DOCKER}
         pytest.skip("this kernel has ip_vs: Docker's routing mesh is complete, nothing is missing")
-    # the operator's symptom: every node refuses its published port
+    # the operator's symptom: every node refuses its published port; dockerd's only trace is one log line
     for node in missing:
         assert swarm.refused[node].returncode == 7, swarm.refused[node]
+        nd = next(n for n in swarm.before["nodes"] if n["name"] == node)
+        assert "Native loadbalancing will not work" in (nd["dockerd_ipvs_log"] or "")
     r = _meshpkt("rules", "show", str(swarm.before_dumps), "--format", "json")
     assert r.returncode == 1
     errors = [f for f in json.loads(r.stdout)["findings"] if f["severity"] == "error"]
@@ -156,3 +158,18 @@ def test_status_reads_into_the_typed_mesh(swarm: types.SimpleNamespace) -> None:
     assert all(isinstance(b.ips["ingress"], IPv4Address) for b in web.backends)
     assert {n.name: n.vni for n in mesh.networks if n.vni} == {"ingress": 4096, "my-overlay": 4097}
     assert len(mesh.capture_points) == len(swarm.after["capture_points"])
+
+
+def test_rules_explain_on_real_docker(swarm: types.SimpleNamespace) -> None:
+    web = next(s for s in swarm.after["services"] if s["name"] == "my-web")
+    ips = {b["ips"]["ingress"] for b in web["backends"]}
+    for node in ("node1", "node3"):
+        r = _meshpkt("rules", "explain", str(swarm.after_dumps), "--to", f"{node}:9090", "--format", "json")
+        assert r.returncode == 0, r.stdout[-500:]
+        summary = json.loads(r.stdout)["summary"]
+        assert "DNAT 172.18.0.2:9090" in summary and "VNI 4096" in summary and "REDIRECT :80" in summary
+        assert all(ip in summary for ip in ips), summary
+    if MESH_MISSING in swarm.before["routing_mesh"].values():
+        r = _meshpkt("rules", "explain", str(swarm.before_dumps), "--to", "node2:9090", "--format", "json")
+        codes = {f["code"] for f in json.loads(r.stdout)["findings"] if f["severity"] == "error"}
+        assert r.returncode == 1 and "no-routing-mesh" in codes
