@@ -112,7 +112,6 @@ open(out, "w").write(json.dumps(got))
 
 def test_round_robin_and_analyze_names_every_backend(swarm: types.SimpleNamespace, tmp_path: Any) -> None:
     from meshpkt.flows import analyze
-    from meshpkt.lab.capture import run_capture
 
     web = next(s for s in swarm.after["services"] if s["name"] == "my-web")
     node_ip = {n["name"]: n["underlay_ip"] for n in swarm.after["nodes"]}
@@ -121,10 +120,11 @@ def test_round_robin_and_analyze_names_every_backend(swarm: types.SimpleNamespac
     points = ["client.host.eth0", "*.host.eth0", "*.ingress_sbox.*",
               *(f"{b['node']}.{b['task']}.eth0" for b in web["backends"])]
     answers = tmp_path / "answers.json"
+    args = [a for p in points for a in ("-P", p)]
     cmd = [sys.executable, "-c", CLIENT, str(answers), f"{swarm.name}-client", "6",
            *(f"{n}={ip}" for n, ip in node_ip.items())]
-    cap = run_capture(swarm.after, points, tmp_path / "cap", cmd)
-    assert cap["rc"] == 0
+    r = _meshpkt("lab", "capture", "--docker", "--name", swarm.name, "-o", str(tmp_path / "cap"), *args, "--", *cmd)
+    assert r.returncode == 0, r.stderr
     got = [(n, ans.split(", task ")[1].split()[0], ans) for n, rc, ans in json.loads(answers.read_text())
            if rc == 0 and ", task " in ans]
     assert len(got) == 18
