@@ -18,6 +18,7 @@ _LAZY = {
     "read": ("meshpkt.decode", "read"),
     "decode_file": ("meshpkt.decode", "decode_file"),
     "analyze": ("meshpkt.flows", "analyze"),
+    "diagnose": ("meshpkt.diagnose", "diagnose"),
     "summarize": ("meshpkt.flows.summary", "summarize"),
     "filter": ("meshpkt.bpf", "filter_string"),
     "FilterSpec": ("meshpkt.bpf", "FilterSpec"),

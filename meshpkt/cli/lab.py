@@ -29,6 +29,8 @@ def up_cmd(
     data_path_port: Annotated[int | None, typer.Option("--data-path-port", help="VXLAN UDP port [4789].")] = None,
     lb: Annotated[str, typer.Option("--lb", help="Load balancer: auto (IPVS if available) | ipvs | nftables.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the status document as JSON.")] = False,
+    ssh: Annotated[bool, typer.Option("--ssh", help="Also run an sshd in every node (keys and ssh_config in "
+                                      "the lab's state directory; see docs/remote.md).")] = False,
     docker: Annotated[bool, typer.Option("--docker", help="A real Docker Swarm (docker.io) instead of the "
                                                           "namespace lab.")] = False,
     complete_mesh: Annotated[bool, typer.Option("--complete-mesh", help="With --docker: program the routing "
@@ -45,7 +47,7 @@ def up_cmd(
 
         status = docker_up(s, complete_mesh=complete_mesh)
     else:
-        status = Lab(s.name).up(s, lb=lb)
+        status = Lab(s.name).up(s, lb=lb, ssh=ssh)
     if as_json:
         print(json.dumps(status, indent=1))
         return

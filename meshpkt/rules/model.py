@@ -36,12 +36,12 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
 from meshpkt.errors import UsageError
+from meshpkt.mesh.model import Role
 from meshpkt.rules.docker import (
     DockerNetwork,
     DockerService,
@@ -72,16 +72,9 @@ from meshpkt.rules.nft import IPTABLES_NFT_TABLES, parse_nft_json
 from meshpkt.rules.transcript import HOST, classify_command, split_transcript
 from meshpkt.rules.types import Chain, Rule, Ruleset
 
+DUMP_ROLES = (Role.HOST, Role.INGRESS_SBOX, Role.OVERLAY, Role.LB, Role.TASK)
+"""Roles a dumped namespace can have (:class:`meshpkt.mesh.model.Role`; client/underlay are lab-only)."""
 
-class Role(StrEnum):
-    """What a namespace does in the mesh."""
-
-    HOST = "host"
-    INGRESS_SBOX = "ingress_sbox"
-    OVERLAY = "overlay"
-    LB = "lb"
-    TASK = "task"
-    UNKNOWN = "unknown"
 
 
 def role_from_name(name: str) -> Role:
@@ -107,10 +100,9 @@ def parse_role(text: str) -> Role:
     aliases = {"sbox": "ingress_sbox", "ingress": "ingress_sbox", "root": "host", "node": "host",
                "container": "task", "vxlan": "overlay", "lb_": "lb"}
     t = aliases.get(t, t)
-    try:
+    if t in DUMP_ROLES:
         return Role(t)
-    except ValueError:
-        raise UsageError(f"unknown namespace role {text!r} (host, ingress_sbox, overlay, lb, task)") from None
+    raise UsageError(f"unknown namespace role {text!r} (host, ingress_sbox, overlay, lb, task)")
 
 
 @dataclass
