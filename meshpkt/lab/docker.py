@@ -300,7 +300,7 @@ class DockerLab:
             st["spec"] = LabSpec(name=self.name).to_dict()
         daemons = self.daemons(LabSpec.from_dict(st["spec"]))
         alive = [d for d in daemons.values() if d.pid()]
-        _parallel(lambda d: d.cli("swarm", "leave", "--force", check=False, timeout=30), alive[::-1])
+        _parallel(_leave, alive[::-1])
         pids: set[int] = set()
         for d in daemons.values():
             pids.update(d.stop())
@@ -334,6 +334,11 @@ class DockerLab:
         """The status document (lab schema, see :mod:`meshpkt.lab.status`) read from Docker's real state."""
         st = self._state()
         spec = LabSpec.from_dict(st["spec"])
+        try:
+            self._mirror(self.daemons(spec))  # sandboxes Docker created since (rescheduled tasks)
+            st = self._state()
+        except (LabError, OSError):
+            pass
         return gather_status(self.name, spec, self.daemons(spec), st)
 
     def complete_mesh(self) -> dict[str, str]:
@@ -714,6 +719,14 @@ def complete(name: str, spec: LabSpec, status: dict[str, Any]) -> dict[str, str]
         _complete_node(nd, spec, status)
         out[nd["name"]] = MESH_COMPLETED
     return out
+
+
+def _leave(d: Dockerd) -> None:
+    """``docker swarm leave --force`` (best effort: the daemon is stopped by pid next anyway)."""
+    try:
+        d.cli("swarm", "leave", "--force", check=False, timeout=30)
+    except LabError:
+        pass
 
 
 def _bind_mount(src: Path, target: Path) -> None:

@@ -52,7 +52,7 @@ def test_up_complete_and_down_after_a_dockerd_crash_leave_nothing(tmp_path: Path
     reason = docker_skip_reason()
     if reason:
         pytest.skip(reason)
-    name = f"k{uuid.uuid4().hex[:6]}"
+    name = f"dl{uuid.uuid4().hex[:6]}"
     spec = tmp_path / "spec.yaml"
     spec.write_text("nodes: 2\noverlays: []\nservices:\n  - {name: web, replicas: 2, publish: ['9091:80']}\n")
     lab = DockerLab(name)
