@@ -3,6 +3,7 @@ captures at every point (``lab capture``) and dumps of every namespace (``collec
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import uuid
@@ -79,3 +80,81 @@ def scenario(out: Path, fault: Callable[[Any], None] | None, cmd: list[str],
         if before is not None:
             before(lab)
         return record(lab, out, cmd)
+
+
+ANSWER = re.compile(rb"Host IP is ([\d.]+), task (\S+) ([\d.]+)")
+
+
+def answered_ports(client_pcap: Path) -> set[int]:
+    """Client ports that received an HTTP answer (read with dpkt, independently of meshpkt)."""
+    import dpkt
+
+    out: set[int] = set()
+    with open(client_pcap, "rb") as fh:
+        for _ts, buf in dpkt.pcap.UniversalReader(fh):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP) and ANSWER.search(bytes(ip.data.data)):
+                out.add(ip.data.dport)
+    return out
+
+
+def syn_ports(client_pcap: Path) -> set[int]:
+    """Client ports that opened a connection (SYN sent by the client)."""
+    import dpkt
+
+    out: set[int] = set()
+    with open(client_pcap, "rb") as fh:
+        for _ts, buf in dpkt.pcap.UniversalReader(fh):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP):
+                t = ip.data
+                if t.flags & dpkt.tcp.TH_SYN and not t.flags & dpkt.tcp.TH_ACK and ip.src == bytes([10, 211, 55, 2]):
+                    out.add(t.sport)
+    return out
+
+
+OUT_OF_WINDOW = r"""
+import random, socket, sys, time
+from scapy.all import IP, TCP, conf, send
+conf.verb = 0
+node = sys.argv[1]
+for k in range(int(sys.argv[2])):
+    s = socket.socket()
+    s.settimeout(2)
+    s.connect((node, 9090))
+    sport = s.getsockname()[1]
+    time.sleep(0.05)
+    # one segment of this connection far outside its window (what a middlebox or a retransmission
+    # storm produces): conntrack calls it INVALID, so it is not DNATed
+    send(IP(dst=node) / TCP(sport=sport, dport=9090, flags="A", seq=random.getrandbits(32),
+                            ack=random.getrandbits(32)) / b"x")
+    time.sleep(0.1)
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.recv(65536)
+    except OSError:
+        pass
+    s.close()
+    time.sleep(0.2)
+"""
+
+
+def out_of_window_cmd(node_ip: str, n: int = 3) -> list[str]:
+    return [sys.executable, "-c", OUT_OF_WINDOW, node_ip, str(n)]
+
+
+def rst_ports(client_pcap: Path, src: str) -> set[int]:
+    """Client ports that received a RST from ``src``."""
+    import ipaddress
+
+    import dpkt
+
+    want = ipaddress.IPv4Address(src).packed
+    out: set[int] = set()
+    with open(client_pcap, "rb") as fh:
+        for _ts, buf in dpkt.pcap.UniversalReader(fh):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP) and ip.src == want \
+                    and ip.data.flags & dpkt.tcp.TH_RST:
+                out.add(ip.data.dport)
+    return out
