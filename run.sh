@@ -35,7 +35,7 @@ case "${1:-}" in
         exec "$VENV/bin/meshpkt" analyze captures/ingress-3node
         ;;
     test)
-        apt_install tcpdump tshark iptables nftables iproute2 ipvsadm curl procps
+        apt_install tcpdump tshark iptables nftables iproute2 ipvsadm curl procps ethtool openssh-server openssh-client docker.io busybox-static
         venv "[test]"
         "$VENV/bin/ruff" check meshpkt tests benchmarks notebooks
         "$VENV/bin/mypy" meshpkt

@@ -33,8 +33,9 @@ from meshpkt.bpf.terms import (
     any_of,
 )
 from meshpkt.errors import UsageError
+from meshpkt.mesh.proto import PROTO_NUMBERS, VXLAN_PORT
 
-PROTO_BY_NAME = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "sctp": 132}
+PROTO_BY_NAME = PROTO_NUMBERS
 OuterIP = Literal["any", "4", "6"]
 
 
@@ -163,7 +164,7 @@ class FilterSpec:
       endpoints, both directions.
     """
 
-    ports: tuple[int, ...] = (4789,)
+    ports: tuple[int, ...] = (VXLAN_PORT,)
     vni: tuple[int, ...] = ()
     inner_proto: tuple[int, ...] = ()
     inner_src: tuple[ipaddress.IPv4Network, ...] = ()
@@ -202,7 +203,7 @@ class FilterSpec:
             object.__setattr__(self, name, value)
 
         ports = tuple(dict.fromkeys(parse_port(p, "VXLAN port") for p in _tuple(self.ports)))
-        put("ports", ports or (4789,))
+        put("ports", ports or (VXLAN_PORT,))
         put("vni", tuple(dict.fromkeys(_int(v, "VNI", (1 << 24) - 1) for v in _tuple(self.vni))))
         put("inner_proto", tuple(dict.fromkeys(parse_proto(p) for p in _tuple(self.inner_proto))))
         for name in ("inner_src", "inner_dst", "inner_host", "inner_net"):

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from meshpkt.errors import UsageError
+from meshpkt.mesh.proto import VXLAN_PORT
 
 
 class Dialect(StrEnum):
@@ -76,7 +77,7 @@ def filter_cmd(
     if captures:
         raise UsageError(f"unexpected arguments {captures!r} (captures go with --connection)")
     spec = FilterSpec.from_flags(
-        ports=tuple(port or (4789,)), vni=tuple(vni or ()), inner_proto=tuple(inner_proto or ()),
+        ports=tuple(port or (VXLAN_PORT,)), vni=tuple(vni or ()), inner_proto=tuple(inner_proto or ()),
         inner_src=tuple(inner_src or ()), inner_dst=tuple(inner_dst or ()), inner_host=tuple(inner_host or ()),
         inner_net=tuple(inner_net or ()), inner_sport=tuple(inner_sport or ()),
         inner_dport=tuple(inner_dport or ()), inner_port=tuple(inner_port or ()),
@@ -139,14 +140,14 @@ def _connection(conn_id: int, captures: list[str], ports: list[str] | None, dial
     from meshpkt.flows import analyze
 
     port_nums = [parse_port(p, "VXLAN port") for p in ports or []]
-    vxlan_ports = tuple(sorted({4789, *port_nums}))
+    vxlan_ports = tuple(sorted({VXLAN_PORT, *port_nums}))
     analysis = analyze(parse_capture_args(captures), vxlan_ports=vxlan_ports)
     try:
         conn = analysis.connection(conn_id)
     except KeyError:
         n = len(analysis.connections)
         raise UsageError(f"no connection {conn_id} in these captures ({n} connection{'s' * (n != 1)})") from None
-    vx_port = port_nums[0] if port_nums else 4789
+    vx_port = port_nums[0] if port_nums else VXLAN_PORT
     hops = [dict(h, proto=conn.get("proto") or "tcp", port=vx_port) for h in conn["hops"]]
     filters = filters_for_hops(hops, dialect)  # type: ignore[arg-type]
     if json_out:

@@ -27,8 +27,9 @@ def _ms(ns: Any) -> str:
         return ""
 
 
-def render_analysis(a: Analysis, out: Path | None = None) -> None:
-    """Summary tables, then one line per connection, balance and clock offsets."""
+def render_analysis(a: Analysis, out: Path | None = None, limit: int | None = None) -> None:
+    """Summary tables, then the connections (those with a problem first; at most ``limit``
+    rows, all of them with ``None``), balance and clock offsets."""
     from rich.table import Table
 
     buf = io.StringIO()
@@ -79,7 +80,12 @@ def render_analysis(a: Analysis, out: Path | None = None) -> None:
         ct = Table(title="Connections", title_justify="left")
         for col in ("id", "client", "entry", "backend", "status", "hops", "missing at"):
             ct.add_column(col)
-        for r in a.connections.itertuples():
+        from meshpkt.report import connections_for_table
+
+        shown, more = connections_for_table(a.connections, limit)
+        if more:
+            ct.caption = f"... and {more} more (--all shows every connection)"
+        for r in shown.itertuples():
             backend = r.backend or ""
             if r.backend_node:
                 backend += f" ({r.backend_node})"

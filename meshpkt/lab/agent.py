@@ -3,7 +3,10 @@ task's namespace with ``ip netns exec``).
 
 - an HTTP server on each target port answering every GET with
   ``Host IP is <node underlay IP>, task <task name> <local IP of the connection>\\n``
-  (like the seeds' nginx page);
+  (like the seeds' nginx page); ``GET /bytes/<n>`` answers that line followed by ``n`` more bytes
+  (large responses, for segmentation offload and loss tests);
+- a UDP identity server on each published UDP target port (on each of the task's addresses): any
+  datagram is answered with ``Host IP is <node underlay IP>, task <task name> <local IP>\n``;
 - Docker's embedded DNS: UDP and TCP on ``127.0.0.11:<port>`` (the task's nat DOCKER_OUTPUT rules DNAT
   ``127.0.0.11:53`` there), answering ``<service>`` and ``tasks.<service>`` A queries, TTL 600, shuffled,
   NXDOMAIN for unknown names, an empty NOERROR answer for other types of known names.
@@ -83,6 +86,14 @@ def dns_response(query: bytes, records: dict[str, list[str]], *, shuffle: bool =
 
 
 # ---------------------------------------------------------------------------- servers
+def _extra_bytes(path: str) -> int:
+    """``/bytes/<n>``: n extra bytes after the identity line (at most 1 GiB); other paths: none."""
+    parts = path.split("?")[0].strip("/").split("/")
+    if len(parts) == 2 and parts[0] == "bytes" and parts[1].isdigit():
+        return min(int(parts[1]), 1 << 30)
+    return 0
+
+
 def _http_handler(node_ip: str, task: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "meshpkt-lab"
@@ -92,10 +103,19 @@ def _http_handler(node_ip: str, task: str) -> type[BaseHTTPRequestHandler]:
             # one segment for headers + body, like nginx's small responses
             local = self.connection.getsockname()[0]
             data = f"Host IP is {node_ip}, task {task} {local}\n".encode()
+            extra = _extra_bytes(self.path)
             head = ("HTTP/1.1 200 OK\r\nServer: meshpkt-lab\r\nContent-Type: text/plain\r\n"
                     f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode()
             self.close_connection = True
+            if not extra:
+                self.wfile.write(head + (data if body else b""))
+                return
+            head = head.replace(f"Content-Length: {len(data)}".encode(), f"Content-Length: {len(data) + extra}".encode())
             self.wfile.write(head + (data if body else b""))
+            if body:
+                chunk = b"x" * 65536
+                for start in range(0, extra, len(chunk)):
+                    self.wfile.write(chunk[: min(len(chunk), extra - start)])
 
         def do_GET(self) -> None:  # noqa: N802
             self._answer(True)
@@ -107,6 +127,32 @@ def _http_handler(node_ip: str, task: str) -> type[BaseHTTPRequestHandler]:
             return
 
     return Handler
+
+
+def _udp_identity(sock: socket.socket, node_ip: str, task: str) -> None:
+    """Answer every datagram on ``sock`` with the task's identity line (from the address it arrived on)."""
+    line = f"Host IP is {node_ip}, task {task} {sock.getsockname()[0]}\n".encode()
+    while True:
+        try:
+            _q, addr = sock.recvfrom(65535)
+        except OSError:
+            return
+        try:
+            sock.sendto(line, addr)
+        except OSError:
+            pass
+
+
+def _udp_identity_servers(cfg: dict[str, Any]) -> list[socket.socket]:
+    """One bound UDP socket per (task address, published UDP target port)."""
+    socks = []
+    for port in cfg.get("udp_ports", []):
+        for ip in cfg.get("udp_ips", []):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((ip, int(port)))
+            socks.append(s)
+    return socks
 
 
 class _TCPDNS(socketserver.ThreadingTCPServer):
@@ -163,6 +209,8 @@ def main(argv: list[str]) -> int:
                 except OSError:
                     pass
 
+    for sock in _udp_identity_servers(cfg):
+        threading.Thread(target=_udp_identity, args=(sock, cfg["node_ip"], cfg["task"]), daemon=True).start()
     for s in servers:
         threading.Thread(target=s.serve_forever, daemon=True).start()
     threading.Thread(target=serve_udp, daemon=True).start()

@@ -32,7 +32,7 @@ from meshpkt.verify.types import Check, Probe, VerifyReport
 
 INJECTOR = Path(__file__).with_name("inject.py")
 MAX_RATE = 200.0
-GROUP_ORDER = ["server", "ingress", "unpublished", "vip"]
+GROUP_ORDER = ["server", "ingress", "unpublished", "vip", "dnsrr"]
 
 Progress = Callable[[str], None]
 
@@ -159,6 +159,36 @@ def link_mtus(netns: str) -> dict[str, int]:
         return {x["ifname"]: int(x["mtu"]) for x in json.loads(r.stdout or "[]")}
     except (ValueError, KeyError, TypeError):
         return {}
+
+
+def ipsec_tables(lab: Any, status: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """Per node with an encrypted overlay, the IPsec policies and states installed now: ``ip xfrm`` in its
+    host namespace, or the table of its userspace ESP process. None when no overlay is encrypted."""
+    if not any(n.get("encrypted") for n in status["networks"]):
+        return None
+    out: dict[str, dict[str, Any]] = {}
+    for nd in status["nodes"]:
+        if status.get("esp") == "userspace":
+            t = lab.esp_table(nd["name"])
+            out[nd["name"]] = {"states": t.get("states", []), "policies": t.get("policies", []),
+                               "stats": t.get("stats", {})}
+            continue
+        host = f"{status['prefix']}{nd['name']}"
+        out[nd["name"]] = parse_xfrm(_run(["ip", "-n", host, "xfrm", "state"]).stdout,
+                                     _run(["ip", "-n", host, "xfrm", "policy"]).stdout)
+    return out
+
+
+def parse_xfrm(states: str, policies: str) -> dict[str, Any]:
+    """``ip xfrm state`` / ``ip xfrm policy`` text -> {"states": [{src, dst, spi}], "policies": [{src, dst,
+    dport}]} (out policies only; keys are never read)."""
+    import re
+
+    st = [{"src": m.group(1), "dst": m.group(2), "spi": int(m.group(3), 16)}
+          for m in re.finditer(r"^src (\S+) dst (\S+)\n\s+proto esp spi 0x([0-9a-f]+)", states, re.M)]
+    pol = [{"src": m.group(1), "dst": m.group(2), "dport": int(m.group(3))}
+           for m in re.finditer(r"^src (\S+)/32 dst (\S+)/32 proto udp dport (\d+)\s*\n\s+dir out", policies, re.M)]
+    return {"states": st, "policies": pol}
 
 
 class Injectors:
@@ -296,8 +326,8 @@ def _verify(L: Any, status: dict[str, Any], existing: set[str], work: Path, rule
     timings["collect"] = time.monotonic() - t
     # 2. plan
     t = time.monotonic()
-    expected = lab_plan_of(LabSpec.from_dict(status["spec"]), status["lb"])
-    vp = plan_verify(status, expected, model, existing=existing, seed=seed)
+    expected = lab_plan_of(LabSpec.from_dict(status["spec"]), status["lb"], status.get("esp", "xfrm"))
+    vp = plan_verify(status, expected, model, existing=existing, seed=seed, xfrm=ipsec_tables(L, status))
     rows, need = select_checks(vp.checks, rules)
     checks = [c for c in vp.checks if c.id in need]
     probes = needed_probes(vp, need)
@@ -315,7 +345,7 @@ def _verify(L: Any, status: dict[str, Any], existing: set[str], work: Path, rule
     conns: dict[str, dict[str, Any]] = {}
     frames = [p for p in probes if p.kind == "frame"]
     conn_probes = [p for p in probes if p.kind == "conn"]
-    say(f"probing: {len(frames)} crafted SYNs + {len(conn_probes)} MTU connections, "
+    say(f"probing: {len(frames)} crafted SYNs/datagrams + {len(conn_probes)} MTU connections, "
         f"captures at {len(vp.points)} points")
     inj = Injectors()
     with CaptureSession(vp.points, work / "pcap") as cap:
@@ -369,7 +399,8 @@ def _verify(L: Any, status: dict[str, Any], existing: set[str], work: Path, rule
 
 def _path_order(checks: list[Check]) -> list[Check]:
     """Rows in path order: dnat, unpublished, mark, lb, snat, fdb, link, redirect, server, vipmark ..., mtu."""
-    order = ["dnat", "unpublished", "mark", "vipmark", "lb", "snat", "fdb", "link", "redirect", "server", "mtu"]
+    order = ["dnat", "unpublished", "mark", "vipmark", "lb", "snat", "fdb", "link", "xfrm", "redirect", "server",
+             "dnsrr", "mtu"]
     return sorted(checks, key=lambda c: (order.index(c.kind) if c.kind in order else 99,
                                          c.node, c.namespace, c.id))
 

@@ -123,7 +123,7 @@ def test_spec_overrides_and_errors(tmp_path):
     assert web["replicas"] == 5 and web["published"][0]["target"] == 8000
     assert {n["port"] for n in p.networks if n["vni"]} == {7789}
     assert PortSpec.parse("9090:80") == PortSpec(9090, 80, "tcp")
-    for bad in ("x", "70000:80", "9090:80/udp"):
+    for bad in ("x", "70000:80", "9090:80/sctp", "mode=bridge,published=1,target=2", "published=x,target=2"):
         with pytest.raises(UsageError):
             PortSpec.parse(bad)
     with pytest.raises(UsageError):

@@ -113,7 +113,7 @@ def test_collect_cli_prefix_mode_sees_a_broken_rule(lab: str, tmp_path: Path) ->
     minilab.sh("ip", "netns", "exec", ns["task"], "iptables", "-w", "-t", "nat", "-F", "PREROUTING")
     out = tmp_path / "dump"
     r = subprocess.run([sys.executable, "-m", "meshpkt", "collect", str(out), "--netns-dir", "/var/run/netns",
-                        "--prefix", f"{lab}-node1-", "--node", "n1", "--map", f"{minilab.TASK}=task",
+                        "--prefix", f"{lab}-node1-", "--node-name", "n1", "--map", f"{minilab.TASK}=task",
                         "--format", "json"], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
