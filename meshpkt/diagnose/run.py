@@ -72,6 +72,7 @@ def diagnose(captures: Iterable[CaptureArg], *, dumps: Iterable[str | Path] = ()
     """Decode ``captures``, load ``dumps`` (directories or transcripts, see ``meshpkt collect``), and name
     the failures. ``topology``: lab status JSON (path or dict); default a ``status.json`` next to the
     captures."""
+    from meshpkt.decode import read
     from meshpkt.decode.api import expand_captures
     from meshpkt.flows import analyze
 
@@ -79,7 +80,10 @@ def diagnose(captures: Iterable[CaptureArg], *, dumps: Iterable[str | Path] = ()
     if not caps:
         raise UsageError("no captures given")
     status = _status(caps, topology)
-    analysis = analyze(caps, topology=status if status is not None else topology, progress=progress,
+    packets = read(caps, progress=progress, problems=problems)  # problems=None: the first bad file raises
+    if len(packets) == 0:
+        raise UsageError(f"nothing to diagnose: {problems[0]}" if problems else "the captures hold no packets")
+    analysis = analyze(caps, packets=packets, topology=status if status is not None else topology,
                        problems=problems)
     files = {str(pt) if pt else Path(f).name.split(".pcap")[0]: f for pt, f in expand_captures(caps)}
     model = _model(list(dumps))
