@@ -22,9 +22,9 @@ def diagnose_analysis(analysis: Any, model: Any = None, *, frames: Frames | None
     """Run the catalogue over an :class:`~meshpkt.flows.Analysis` (and a rule model from dumps) (pure)."""
     from meshpkt.diagnose import detectors  # noqa: F401 - registers the catalogue
 
-    vnis = set(encrypted_vnis) | _encrypted_from(model, status)
-    ctx = Context(analysis, model, frames or Frames(), encrypted_vnis=vnis, lb_timeout_s=lb_timeout_s,
-                  status=status)
+    mesh = _mesh(status)
+    vnis = set(encrypted_vnis) | _encrypted_from(model, mesh)
+    ctx = Context(analysis, model, frames or Frames(), encrypted_vnis=vnis, lb_timeout_s=lb_timeout_s, mesh=mesh)
     findings: list[Finding] = []
     broken: list[str] = []
     for kind, cls in DETECTORS.items():
@@ -42,15 +42,26 @@ def diagnose_analysis(analysis: Any, model: Any = None, *, frames: Frames | None
     return Diagnosis(ranked, summary, analysis, unexplained)
 
 
-def _encrypted_from(model: Any, status: dict[str, Any] | None) -> set[int]:
+def _mesh(status: dict[str, Any] | None) -> Any:
+    if not status:
+        return None
+    from meshpkt.mesh import load_status
+
+    try:
+        return load_status(status)
+    except Exception:  # a partial or foreign status document: the flows topology still uses what it can
+        return None
+
+
+def _encrypted_from(model: Any, mesh: Any) -> set[int]:
     out: set[int] = set()
     if model is not None:
         for net in model.networks():
             if "encrypted" in net.options:
                 out |= set(net.vnis)
-    for net in (status or {}).get("networks", []) or []:
-        if net.get("encrypted") and net.get("vni") is not None:
-            out.add(int(net["vni"]))
+    for net in mesh.networks if mesh is not None else ():
+        if net.encrypted and net.vni is not None:
+            out.add(int(net.vni))
     return out
 
 
