@@ -59,13 +59,13 @@ def big_cmd(node_ip: str, n: int = 3) -> list[str]:
     return [sys.executable, "-c", BIG_REQUESTS, node_ip, str(n)]
 
 
-def record(lab: Any, out: Path, cmd: list[str]) -> tuple[Path, Path]:
+def record(lab: Any, out: Path, cmd: list[str], snaplen: int = 262144) -> tuple[Path, Path]:
     """Capture at every point while ``cmd`` runs in the client, then dump every namespace."""
     from meshpkt.rules.collect import collect
 
     caps = out / "cap"
     lab.capture(None, caps, cmd, all_points=True, run_in="client", grace=0.5, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL)
+                stderr=subprocess.DEVNULL, snaplen=snaplen)
     dumps = out / "dumps"
     collect(dumps, lab=lab.name)
     return caps, dumps
