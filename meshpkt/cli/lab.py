@@ -121,6 +121,7 @@ def capture_cmd(
     grace: Annotated[float, typer.Option("--grace", help="Seconds to keep capturing after the command ends.")] = 0.5,
     bpf: Annotated[str | None, typer.Option("--filter", help="pcap-filter expression for every tcpdump.")] = None,
     name: str = _NAME,
+    docker: bool = _DOCKER,
 ) -> None:
     """Capture with tcpdump at lab capture points while a command runs; writes <node>.<ns>.<iface>.pcap.
 
@@ -131,8 +132,9 @@ def capture_cmd(
     from rich.console import Console
 
     from meshpkt.lab import Lab
+    from meshpkt.lab.docker import DockerLab
 
-    lab = Lab(name)
+    lab: Lab | DockerLab = DockerLab(name) if docker else Lab(name)
     names = [p["point"] for p in lab.status()["capture_points"]]
     args = list(args or [])
     points = list(point or [])
