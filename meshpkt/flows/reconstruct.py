@@ -232,7 +232,9 @@ def _identity(meta: pd.DataFrame, point_names: list[str], topology: Topology) ->
 def _delays(assign: pd.DataFrame) -> pd.DataFrame:
     """Median delay of each local flow's packets after the same packet's first sighting anywhere,
     per direction (only packets seen at two local flows or more)."""
-    obs = assign[~assign["dup"].to_numpy()].drop_duplicates(["lflow", "key"])
+    obs = assign[~assign["dup"].to_numpy()]
+    pair = pd.Series(obs["key"].to_numpy().view(np.int64) ^ (obs["lflow"].to_numpy() * np.int64(0x9E3779B97F4A7C1)))
+    obs = obs[~pair.duplicated().to_numpy()]
     g = obs.groupby("key")["ts_corr"]
     shared = g.transform("size").to_numpy() > 1
     delay = (obs["ts_corr"] - g.transform("min")).to_numpy()
