@@ -27,6 +27,7 @@ venv() {
     fi
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -e ".$1"
+    "$VENV/bin/python" -m meshpkt.engine.warm  # numba's cache, compiled once here rather than on first use
 }
 
 case "${1:-}" in
@@ -35,7 +36,7 @@ case "${1:-}" in
         exec "$VENV/bin/meshpkt" analyze captures/ingress-3node
         ;;
     test)
-        apt_install tcpdump tshark iptables nftables iproute2 ipvsadm curl procps
+        apt_install tcpdump tshark iptables nftables iproute2 ipvsadm curl procps ethtool openssh-server openssh-client docker.io busybox-static
         venv "[test]"
         "$VENV/bin/ruff" check meshpkt tests benchmarks notebooks
         "$VENV/bin/mypy" meshpkt

@@ -13,6 +13,7 @@ from meshpkt.bpf.match import match
 from meshpkt.bpf.render import render
 from meshpkt.bpf.spec import FilterSpec, build
 from meshpkt.errors import CaptureError
+from meshpkt.mesh.proto import VXLAN_PORT
 
 
 @dataclass
@@ -46,7 +47,7 @@ def check_capture(spec: FilterSpec, path: str | os.PathLike[str]) -> CheckResult
     expr = build(spec)
     text = render(expr, "pcap")
     verdicts = np.asarray(filter_file(path, text), dtype=bool)
-    df = decode_file(Path(path), vxlan_ports=tuple(sorted({4789, *spec.ports})))
+    df = decode_file(Path(path), vxlan_ports=tuple(sorted({VXLAN_PORT, *spec.ports})))
     if len(df) != len(verdicts):
         raise CaptureError(f"libpcap read {len(verdicts)} records but the decoder {len(df)}; the file is "
                            f"damaged, compare on a repaired copy", str(path))

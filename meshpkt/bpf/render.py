@@ -35,6 +35,7 @@ from meshpkt.bpf.terms import (
     terms,
 )
 from meshpkt.errors import UsageError
+from meshpkt.mesh.proto import VXLAN_PORT
 
 _OPS = {"pcap": (" and ", " or ", "not "), "wireshark": (" && ", " || ", "!")}
 
@@ -129,7 +130,7 @@ def explain(expr: Expr, dialect: Dialect = "pcap") -> list[str]:
         lines.append("wireshark: ip.src alone matches outer or inner; the layer operator picks the inner one: "
                      "ip#2 under outer IPv4, ip#1 under outer IPv6 (frame.protocols tells which), udp#2, "
                      "eth#2 (Ethernet captures)")
-        ports = sorted({t.port for t in terms(expr) if isinstance(t, VxlanPort)} - {4789})
+        ports = sorted({t.port for t in terms(expr) if isinstance(t, VxlanPort)} - {VXLAN_PORT})
         if ports:
             lines.append("wireshark decodes VXLAN only on 4789: run tshark with "
                          + " ".join(f"-d udp.port=={p},vxlan" for p in ports))

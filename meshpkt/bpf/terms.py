@@ -26,6 +26,9 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
+from meshpkt.mesh.addr import mac_str
+from meshpkt.mesh.proto import PROTO_NAMES, TCP_FLAGS, VXLAN_PORT
+
 Family = Literal[4, 6]
 Direction = Literal["src", "dst"]
 Dialect = Literal["pcap", "wireshark"]
@@ -34,9 +37,7 @@ IPNet: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 ETH_IPV4 = 0x0800
 ETH_8021Q = 0x8100
 
-PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP", 132: "SCTP"}
-TCP_FLAG_BITS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20,
-                 "ece": 0x40, "cwr": 0x80}
+TCP_FLAG_BITS = TCP_FLAGS  # flag name -> bit, as pcap-filter spells them
 _WS_FLAG_FIELD = {"fin": "fin", "syn": "syn", "rst": "reset", "psh": "push", "ack": "ack", "urg": "urg",
                   "ece": "ece", "cwr": "cwr"}
 
@@ -168,7 +169,7 @@ class VxlanPort(Term):
         return f"udp.dstport#1 == {self.port}"
 
     def explain(self) -> str:
-        std = " (IANA VXLAN, Docker's default)" if self.port == 4789 else " (the swarm's --data-path-port)"
+        std = " (IANA VXLAN, Docker's default)" if self.port == VXLAN_PORT else " (the swarm's --data-path-port)"
         return (f"udp dst port {self.port}: outer UDP destination port {self.port}{std}; libpcap checks "
                 f"IPv4 or IPv6 next header 17 and, over IPv4, that this is not a later fragment")
 
@@ -313,14 +314,14 @@ class InnerMac(Term):
         return f"({_load(fam, off, 4)}={_hex(hi, 4)} and {_load(fam, off + 4, 2)}={_hex(lo, 2)})"
 
     def wireshark(self, fam: Family | None) -> str:
-        return f"eth.{self.dir}#2 == {_mac_str(self.mac)}"
+        return f"eth.{self.dir}#2 == {mac_str(self.mac)}"
 
     def explain(self) -> str:
         off = 16 if self.dir == "dst" else 22
         what = "destination" if self.dir == "dst" else "source"
         return (f"{self.pcap(4)}: 8 UDP + 8 VXLAN{' + 6' if self.dir == 'src' else ''} = inner Ethernet "
                 f"{what} MAC, bytes udp[{off}..{off + 5}] (BPF loads at most 4 bytes: 4 + 2); "
-                f"= {_mac_str(self.mac)}")
+                f"= {mac_str(self.mac)}")
 
 
 @dataclass(frozen=True)
@@ -498,11 +499,7 @@ class InnerTcpFlags(Term):
 
 # --- helpers used above and by the spec --------------------------------------------------
 def _proto_name(p: int) -> str:
-    return PROTO_NAMES.get(p, f"protocol {p}")
-
-
-def _mac_str(mac: int) -> str:
-    return ":".join(f"{(mac >> (8 * (5 - i))) & 0xFF:02x}" for i in range(6))
+    return PROTO_NAMES[p].upper() if p in PROTO_NAMES else f"protocol {p}"
 
 
 def walk(expr: Expr) -> list[Expr]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,12 +15,20 @@ from meshpkt.errors import UsageError
 if TYPE_CHECKING:
     from meshpkt.flows import Analysis
 
+#: Inputs smaller than this get no progress bar (they are done before one would be drawn).
+PROGRESS_MIN_BYTES = 16 * 1024 * 1024
+
 
 class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
     parquet = "parquet"
+
+
+class Engine(StrEnum):
+    local = "local"
+    dask = "dask"
 
 
 def parse_capture_args(items: list[str]) -> list[Any]:
@@ -37,21 +45,33 @@ def parse_capture_args(items: list[str]) -> list[Any]:
     return out
 
 
-def _progress_callback(total_hint: int) -> tuple[Any, Any]:
-    """A rich progress bar on stderr for large inputs (None below ~16 MB)."""
-    if total_hint < 16 * 1024 * 1024 or not sys.stderr.isatty():
-        return None, None
+def _progress_bar(total_hint: int) -> tuple[AbstractContextManager[Any], Any]:
+    """A rich progress bar on stderr (bytes, bytes/s, packets, packets/s) for large inputs read
+    from a terminal; ``(nullcontext(), None)`` otherwise."""
+    if total_hint < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        return nullcontext(), None
     from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     prog = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-    task = prog.add_task("decoding", total=total_hint)
+                    TransferSpeedColumn(), TextColumn("{task.fields[packets]:,} packets"),
+                    TextColumn("{task.fields[pps]:,.0f} packets/s"), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True)
+    task = prog.add_task("decoding", total=total_hint, packets=0, pps=0.0)
 
-    def cb(done: int, total: int) -> None:
-        prog.update(task, completed=done, total=total)
+    def update(done: int, total: int, packets: int) -> None:
+        elapsed = prog.tasks[0].elapsed or 0.0
+        prog.update(task, completed=done, total=total, packets=packets,
+                    pps=packets / elapsed if elapsed > 0 else 0.0)
 
-    return prog, cb
+    return prog, update
 
 
 def _input_size(captures: list[Any]) -> int:
@@ -69,39 +89,82 @@ def _input_size(captures: list[Any]) -> int:
 
 
 def run_analysis(captures: list[str], topology: Path | None, vxlan_ports: list[int] | None,
-                 clock: bool = True) -> tuple[Analysis, list[Any]]:
-    from meshpkt.flows import analyze
+                 clock: bool = True, engine: str = "local", workers: int | None = None,
+                 scheduler: str | None = None) -> tuple[Analysis, list[Any]]:
+    """Parse the capture arguments and run ``meshpkt.engine.analyze`` with a progress bar."""
+    from meshpkt.engine import analyze
 
     caps = parse_capture_args(captures)
     problems: list[Any] = []
-    prog, cb = _progress_callback(_input_size(caps))
+    bar, update = _progress_bar(_input_size(caps))
     ports = tuple(sorted({4789, *(vxlan_ports or [])}))
-    if prog is not None:
-        with prog:
-            result = analyze(caps, topology=topology, vxlan_ports=ports, progress=cb, problems=problems,
-                             correct_clocks=clock)
-    else:
-        result = analyze(caps, topology=topology, vxlan_ports=ports, problems=problems, correct_clocks=clock)
+    with bar:
+        result = analyze(caps, topology=topology, vxlan_ports=ports, progress=update, problems=problems,
+                         correct_clocks=clock, engine=engine, workers=workers, scheduler=scheduler)
     return result, problems
 
 
+def _open_text(out: Path | None) -> AbstractContextManager[Any]:
+    return nullcontext(sys.stdout) if out is None else out.open("w")
+
+
 def _write_frame(df: Any, fmt: Format, out: Path | None) -> None:
+    """An export table: CSV/Parquet straight from Arrow, JSON records."""
+    from meshpkt.report import write_table
+
     if fmt is Format.parquet:
         if out is None:
             raise UsageError("--format parquet needs --out PATH")
-        df.to_parquet(out, index=False)
+        write_table(df, "parquet", str(out))
     elif fmt is Format.csv:
-        text = df.to_csv(index=False)
-        _emit(text, out)
+        if out is None:
+            sys.stdout.flush()
+            write_table(df, "csv", sys.stdout.buffer)
+        else:
+            write_table(df, "csv", str(out))
     elif fmt is Format.json:
-        _emit(df.to_json(orient="records", lines=False, default_handler=str) + "\n", out)
+        with _open_text(out) as fh:
+            fh.write(df.to_json(orient="records", lines=False, default_handler=str) + "\n")
 
 
-def _emit(text: str, out: Path | None) -> None:
-    if out is None:
-        sys.stdout.write(text)
+def render(result: Analysis, fmt: Format, out: Path | None, packets: bool, connection: int | None,
+           show_all: bool) -> None:
+    """Write what was asked for: a table for people, or json/csv/parquet."""
+    from meshpkt import report
+
+    if packets:
+        _write_frame(report.packets_for_export(result.packets), Format.csv if fmt is Format.table else fmt, out)
+    elif connection is not None:
+        _render_connection(result, fmt, out, connection)
+    elif fmt is Format.table:
+        from meshpkt.cli.render import render_analysis
+
+        render_analysis(result, out, limit=None if show_all else report.TABLE_LIMIT)
+    elif fmt is Format.json:
+        with _open_text(out) as fh:
+            report.write_json(result, fh)
+    elif fmt is Format.csv:
+        _write_frame(report.connections_for_export(result.connections), fmt, out)
     else:
-        out.write_text(text)
+        _write_frame(report.hops_for_export(result.hops), fmt, out)
+
+
+def _render_connection(result: Analysis, fmt: Format, out: Path | None, connection: int) -> None:
+    import json
+
+    from meshpkt import report
+
+    if connection not in set(result.connections["conn_id"].tolist()):
+        raise UsageError(f"no connection {connection} (there are {len(result.connections)})")
+    if fmt is Format.table:
+        from meshpkt.cli.render import render_connection
+
+        render_connection(result, connection, out)
+    elif fmt is Format.json:
+        with _open_text(out) as fh:
+            fh.write(json.dumps(result.connection(connection), indent=2) + "\n")
+    else:
+        _write_frame(report.hops_for_export(result.hops[result.hops["conn_id"] == connection]), fmt, out)
 
 
 def analyze_cmd(
@@ -117,41 +180,26 @@ def analyze_cmd(
     packets: Annotated[bool, typer.Option("--packets", help="Export the per-packet table.")] = False,
     connection: Annotated[int | None, typer.Option("--connection", "-c", help="Hop-by-hop view of one "
                                                    "connection.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Table: every connection (default: those with "
+                                           "a problem first, then the first ones, 30 rows).")] = False,
     no_clock: Annotated[bool, typer.Option("--no-clock-correction", help="Keep timestamps as captured.")] = False,
+    engine: Annotated[Engine, typer.Option("--engine", help="local: this machine; dask: a Dask cluster.")
+                      ] = Engine.local,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Worker processes (default: "
+                                                "the CPUs available).")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address "
+                                                  "(tcp://HOST:8786); default: a local cluster.")] = None,
 ) -> None:
     """Decode captures and reconstruct every connection across the mesh's hops."""
-    result, problems = run_analysis(captures, topology, vxlan_port, clock=not no_clock)
+    if scheduler is not None and engine is not Engine.dask:
+        raise UsageError("--scheduler needs --engine dask")
+    result, problems = run_analysis(captures, topology, vxlan_port, clock=not no_clock, engine=engine.value,
+                                    workers=workers, scheduler=scheduler)
     if problems and len(result.packets) == 0:  # nothing could be read: the errors are the answer
         for p in problems:
             print(f"meshpkt: error: {p}", file=sys.stderr)
         raise typer.Exit(2)
-    from meshpkt.report import hops_for_export, packets_for_export
-
-    if packets:
-        if fmt is Format.table:
-            fmt = Format.csv
-        _write_frame(packets_for_export(result.packets), fmt, out)
-    elif connection is not None:
-        if connection not in set(result.connections["conn_id"].tolist()):
-            raise UsageError(f"no connection {connection} (there are {len(result.connections)})")
-        if fmt is Format.table:
-            from meshpkt.cli.render import render_connection
-
-            render_connection(result, connection, out)
-        elif fmt is Format.json:
-            _emit(json.dumps(result.connection(connection), indent=2) + "\n", out)
-        else:
-            _write_frame(hops_for_export(result.hops[result.hops["conn_id"] == connection]), fmt, out)
-    elif fmt is Format.table:
-        from meshpkt.cli.render import render_analysis
-
-        render_analysis(result, out)
-    elif fmt is Format.json:
-        _emit(json.dumps(result.to_json(), indent=2) + "\n", out)
-    elif fmt is Format.csv:
-        _write_frame(result.connections, fmt, out)
-    else:
-        _write_frame(hops_for_export(result.hops), fmt, out)
+    render(result, fmt, out, packets, connection, show_all)
     for p in problems:
         print(f"meshpkt: error: {p}", file=sys.stderr)
     if problems:

@@ -27,8 +27,15 @@ def up_cmd(
     publish: Annotated[list[str] | None, typer.Option(
         "--publish", "-p", help="Published port P:T of the published service [9090:80].")] = None,
     data_path_port: Annotated[int | None, typer.Option("--data-path-port", help="VXLAN UDP port [4789].")] = None,
-    lb: Annotated[str, typer.Option("--lb", help="Load balancer: auto (IPVS if available) | ipvs | nftables.")] = "auto",
+    lb: Annotated[str, typer.Option(
+        "--lb", help="Load balancer: auto (IPVS if available) | ipvs | nftables.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the status document as JSON.")] = False,
+    ssh: Annotated[bool, typer.Option("--ssh", help="Also run an sshd in every node (keys and ssh_config in "
+                                      "the lab's state directory; see docs/remote.md).")] = False,
+    docker: Annotated[bool, typer.Option("--docker", help="A real Docker Swarm (docker.io) instead of the "
+                                                          "namespace lab.")] = False,
+    complete_mesh: Annotated[bool, typer.Option("--complete-mesh", help="With --docker: program the routing "
+                                                "mesh Docker skips on kernels without ip_vs.")] = False,
 ) -> None:
     """Build the lab: nodes, ingress + a user overlay, a published service and an internal one."""
     from meshpkt.lab import Lab, LabSpec
@@ -36,32 +43,42 @@ def up_cmd(
     base = LabSpec.load(spec) if spec is not None else LabSpec()
     s = base.with_overrides(name=name, nodes=nodes, replicas=replicas, publish=publish,
                             data_path_port=data_path_port)
-    status = Lab(s.name).up(s, lb=lb)
+    if docker:
+        from meshpkt.lab.docker import docker_up
+
+        status = docker_up(s, complete_mesh=complete_mesh)
+    else:
+        status = Lab(s.name).up(s, lb=lb, ssh=ssh)
     if as_json:
         print(json.dumps(status, indent=1))
         return
     _render_summary(status, title=f"lab {status['name']} is up in {status['up_seconds']:.2f} s")
 
 
+_DOCKER = typer.Option(False, "--docker", help="The real Docker Swarm lab (lab up --docker).")
+
+
 @lab_app.command("down")
-def down_cmd(name: str = _NAME) -> None:
+def down_cmd(name: str = _NAME, docker: bool = _DOCKER) -> None:
     """Remove every namespace, process and file of the lab (idempotent)."""
     from rich.console import Console
 
     from meshpkt.lab import Lab
+    from meshpkt.lab.docker import DockerLab
 
-    r = Lab(name).down()
+    r = DockerLab(name).down() if docker else Lab(name).down()
     Console(stderr=True).print(f"lab {name}: removed {r['namespaces']} namespaces, stopped {r['processes']} processes")
 
 
 @lab_app.command("status")
 def status_cmd(name: str = _NAME,
                as_json: Annotated[bool, typer.Option("--json", help="The full status document as JSON.")] = False,
-               ) -> None:
+               docker: bool = _DOCKER) -> None:
     """Describe the lab: LB implementation, nodes, namespaces, services, capture points."""
     from meshpkt.lab import Lab
+    from meshpkt.lab.docker import DockerLab
 
-    status = Lab(name).status()
+    status = DockerLab(name).status() if docker else Lab(name).status()
     if as_json:
         print(json.dumps(status, indent=1))
         return
@@ -98,6 +115,7 @@ def capture_cmd(
     grace: Annotated[float, typer.Option("--grace", help="Seconds to keep capturing after the command ends.")] = 0.5,
     bpf: Annotated[str | None, typer.Option("--filter", help="pcap-filter expression for every tcpdump.")] = None,
     name: str = _NAME,
+    docker: bool = _DOCKER,
 ) -> None:
     """Capture with tcpdump at lab capture points while a command runs; writes <node>.<ns>.<iface>.pcap.
 
@@ -108,8 +126,9 @@ def capture_cmd(
     from rich.console import Console
 
     from meshpkt.lab import Lab
+    from meshpkt.lab.docker import DockerLab
 
-    lab = Lab(name)
+    lab: Lab | DockerLab = DockerLab(name) if docker else Lab(name)
     names = [p["point"] for p in lab.status()["capture_points"]]
     args = list(args or [])
     points = list(point or [])
@@ -150,6 +169,8 @@ def _render_summary(status: dict[str, Any], title: str, details: bool = False) -
                   "\n".join(f"{b['task']} {b['ip']} @{b['node']}" + ("" if b.get("alive", True) else " (dead)")
                             for b in s["backends"]))
     con.print(t)
+    for node, state in (status.get("routing_mesh") or {}).items():
+        con.print(f"routing mesh on {node}: {state}")
     if details:
         con.print("capture points: " + " ".join(p["point"] for p in status["capture_points"]))
         if status.get("faults"):

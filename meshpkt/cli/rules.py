@@ -142,7 +142,7 @@ def show_cmd(
         facts = Table(title="mesh")
         facts.add_column("fact")
         facts.add_column("value", overflow="fold")
-        for key in ("published_ports", "marks", "lb_services", "snat", "overlays", "redirects"):
+        for key in ("published_ports", "marks", "lb_services", "snat", "overlays", "redirects", "tasks"):
             facts.add_row(key, "\n".join(summary[key]) or "-")
         con.print(facts)
         _render_findings(con, list(findings))
@@ -158,7 +158,13 @@ def collect_cmd(
                                                "of the name is the Docker name (e.g. mesh-node1-).")] = None,
     lab: Annotated[str | None, typer.Option("--lab", help="Collect every node of the lab NAME.")] = None,
     maps: Annotated[list[str] | None, typer.Option("--map", help="NAME=ROLE override (repeatable).")] = None,
-    node: Annotated[str | None, typer.Option("--node", help="Node name (default: host name / from --prefix).")]
+    node_name: Annotated[str | None, typer.Option("--node-name", help="Local node's name (default: host name / "
+                                                  "from --prefix).")] = None,
+    node: Annotated[list[str] | None, typer.Option("--node", help="Collect these nodes over SSH: [USER@]HOST[:PORT] "
+                                                   "(repeatable); see docs/remote.md.")] = None,
+    inventory: Annotated[str | None, typer.Option("--inventory", help="Nodes to collect over SSH, from a file.")]
+    = None,
+    ssh_config: Annotated[str | None, typer.Option("--ssh-config", help="ssh_config file for --node (ssh -F).")]
     = None,
     root_ns: Annotated[bool, typer.Option("--root/--no-root", help="Also dump the root namespace as 'host' "
                                           "(real node mode only).")] = True,
@@ -172,7 +178,12 @@ def collect_cmd(
     from meshpkt.rules.collect import collect
 
     fmt = _fmt(fmt)
-    rep = collect(out, netns_dir=netns_dir, prefix=prefix, lab=lab, roles=_roles(maps), node=node,
+    if node or inventory:
+        from meshpkt.cli.collect import collect_remote_cmd
+
+        collect_remote_cmd(out, node or [], inventory, ssh_config, fmt)
+        return
+    rep = collect(out, netns_dir=netns_dir, prefix=prefix, lab=lab, roles=_roles(maps), node=node_name,
                   include_root=root_ns)
     if fmt == "json":
         typer.echo(json.dumps(rep.to_dict(), indent=2))

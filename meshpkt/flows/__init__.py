@@ -16,7 +16,7 @@ import pandas as pd
 
 from meshpkt.flows.balance import balance
 from meshpkt.flows.clock import Offset
-from meshpkt.flows.connections import build_connections, build_hops, build_translations
+from meshpkt.flows.connections import build_connections, build_hops, build_losses, build_translations
 from meshpkt.flows.reconstruct import reconstruct
 from meshpkt.flows.summary import summarize
 from meshpkt.flows.topology import Topology, from_lab_status, infer_topology, load_topology
@@ -39,72 +39,20 @@ class Analysis:
     balance: dict[str, Any]
     topology: Topology
     problems: list[Any] = field(default_factory=list)
+    losses: pd.DataFrame = field(default_factory=pd.DataFrame)  # lost byte ranges, see build_losses
 
     def connection(self, conn_id: int) -> dict[str, Any]:
         """The JSON object of one connection (see README, "JSON output")."""
-        return _connection_json(self, conn_id)
+        from meshpkt.report import connection_json
+
+        return connection_json(self, conn_id)
 
     def to_json(self) -> dict[str, Any]:
-        """The stable JSON document: ``summary`` and ``connections``."""
-        return {
-            "summary": self.summary,
-            "connections": [_connection_json(self, int(c)) for c in self.connections["conn_id"]],
-        }
+        """The stable JSON document: ``summary`` and ``connections`` (``meshpkt.report.write_json``
+        streams the same document to a file)."""
+        from meshpkt.report import json_document
 
-
-def _none(v: Any) -> Any:
-    if v is None or (not isinstance(v, str) and pd.isna(v)):
-        return None
-    if hasattr(v, "item"):
-        return v.item()
-    return v
-
-
-def _connection_json(a: Analysis, conn_id: int) -> dict[str, Any]:
-    c = a.connections[a.connections["conn_id"] == conn_id]
-    if c.empty:
-        raise KeyError(conn_id)
-    row = c.iloc[0]
-    all_hops = a.hops[a.hops["conn_id"] == conn_id]
-    hops = all_hops[~all_hops["stray"].to_numpy()]
-    tr = a.translations[a.translations["conn_id"] == conn_id]
-    return {
-        "id": int(conn_id),
-        "proto": {6: "tcp", 17: "udp", 1: "icmp"}.get(int(row["proto"]), str(row["proto"])),
-        "client": row["client"],
-        "entry": row["entry"],
-        "entry_node": _none(row["entry_node"]),
-        "backend": _none(row["backend"]),
-        "backend_node": _none(row["backend_node"]),
-        "backend_task": _none(row["backend_task"]),
-        "status": row["status"],
-        "first_ts_ns": int(row["first_ts_ns"]),
-        "duration_ns": int(row["duration_ns"]),
-        "bytes_fwd": int(row["bytes_fwd"]),
-        "bytes_bwd": int(row["bytes_bwd"]),
-        "retransmissions": int(row["retrans"]),
-        "lost_fwd": int(row["lost_fwd"]),
-        "lost_bwd": int(row["lost_bwd"]),
-        "lost_at": _none(row["lost_at"]),
-        "hops": [
-            {
-                "point": h.point, "src": h.src, "dst": h.dst, "vni": _none(h.vni),
-                "outer_src": _none(h.outer_src), "outer_dst": _none(h.outer_dst),
-                "first_ts_ns": int(h.first_ts_ns), "latency_ns": _none(h.latency_ns),
-                "packets": int(h.packets), "bytes": int(h.bytes),
-                "retransmissions": int(h.retrans_fwd + h.retrans_bwd),
-            }
-            for h in hops.itertuples()
-        ],
-        "translations": [
-            {"kind": t.kind, "between": [t.from_point, t.to_point], "before": t.before, "after": t.after}
-            for t in tr.itertuples()
-        ],
-        "flooded_to": [str(p) for p in all_hops.loc[all_hops["stray"].to_numpy(), "point"]],
-        "last_seen_point": row["last_seen_point"],
-        "missing_at": _none(row["missing_at"]),
-        "verdict": row["verdict"],
-    }
+        return json_document(self)
 
 
 def _find_status(captures: Sequence[CaptureArg]) -> Path | None:
@@ -161,6 +109,7 @@ def analyze_packets(packets: pd.DataFrame, topology: Topology | None = None, *,
     hops = build_hops(rec)
     translations = build_translations(hops, topo)
     conns = build_connections(rec, hops, topo) if len(hops) else _empty_connections()
+    losses = build_losses(rec, hops)
     pk = packets.copy(deep=False)  # pandas 3 copy-on-write: the new columns never touch `packets`
     pos = packets.index.get_indexer(rec.assign.index)
     absent = np.ones(len(pk), dtype=bool)
@@ -181,11 +130,13 @@ def analyze_packets(packets: pd.DataFrame, topology: Topology | None = None, *,
     bal = balance(conns) if len(conns) else {"per_entry": {}, "round_robin": {}}
     summary["balance"] = bal
     summary["problems"] = [str(getattr(p, "message", p)) for p in (problems or [])]
-    return Analysis(pk, hops, conns, translations, summary, rec.offsets, bal, topo, list(problems or []))
+    return Analysis(pk, hops, conns, translations, summary, rec.offsets, bal, topo, list(problems or []), losses)
 
 
 def _empty_connections() -> pd.DataFrame:
     cols = ["conn_id", "proto", "client", "entry", "entry_node", "backend", "backend_node", "backend_task",
             "status", "hops_seen", "flooded_to", "path", "lost_fwd", "lost_bwd", "lost_at", "first_ts_ns", "duration_ns", "bytes_fwd", "bytes_bwd", "retrans",
-            "packets", "last_seen_point", "missing_at", "verdict"]
+            "packets", "last_seen_point", "missing_at", "verdict", "verdict_code", "ev_from", "ev_to", "ev_dir",
+            "ev_count", "ev_bytes", "ev_packets", "no_data_at", "lost_bytes_fwd", "lost_bytes_bwd", "lost_to",
+            "undelivered", "syn_seen"]
     return pd.DataFrame(columns=cols)

@@ -8,6 +8,7 @@ import pandas as pd
 from meshpkt.decode.addr import ip4_int, ip4_str
 from meshpkt.flows.reconstruct import Reconstruction
 from meshpkt.flows.topology import GWBRIDGE_NET, Topology
+from meshpkt.flows.verdict import empty_evidence, render_verdicts
 
 
 def endpoint_strings(ip: np.ndarray | pd.Series, port: np.ndarray | pd.Series) -> np.ndarray:
@@ -45,6 +46,8 @@ def build_hops(rec: Reconstruction) -> pd.DataFrame:
         "bwd_packets": lf["bwd_packets"].to_numpy(),
         "retrans_fwd": lf["retrans_fwd"].to_numpy(),
         "retrans_bwd": lf["retrans_bwd"].to_numpy(),
+        **{f"{c}_{d}": lf[f"{c}_{d}"].to_numpy() for d in ("fwd", "bwd") for c in (
+            "segments", "bytes", "retrans_bytes", "reordered", "lost", "lost_bytes", "rst")},
         "duplicates": lf["duplicates"].to_numpy(),
         "stray": lf["stray"].to_numpy() if "stray" in lf else False,
         "src_ip": lf["src"].to_numpy(), "sport": lf["sport"].to_numpy(),
@@ -115,45 +118,39 @@ def build_translations(hops: pd.DataFrame, topo: Topology) -> pd.DataFrame:
     return out.sort_values(["conn_id", "hop", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
-_IFACE_RANK = {"eth0": 0, "docker_gwbridge": 1, "eth1": 0, "br0": 0, "vxlan0": 2}
-
-
-def _points_of(topo: Topology, node: str, role: str) -> list[str]:
-    pts = [p for p in topo.points.values() if p.node == node and p.role == role]
-    if role == "ingress_sbox":
-        pts.sort(key=lambda p: (0 if p.iface == "eth1" else 1, p.iface))
-    else:
-        pts.sort(key=lambda p: (_IFACE_RANK.get(p.iface, 1), p.iface))
-    return [p.point for p in pts]
-
-
 def expected_path(topo: Topology, entry_node: str | None, backend_node: str | None,
                   task_point: str | None) -> list[tuple[str, bool]]:
     """Capture points an ingress connection should cross, as (point, encapsulated) in order,
-    limited to the points that were captured."""
-    if not entry_node:
-        return []
-    path: list[tuple[str, bool]] = [(p.point, False) for p in topo.points.values() if p.role == "client"]
-    path += [(p, False) for p in _points_of(topo, entry_node, "host")]
-    path += [(p, False) for p in _points_of(topo, entry_node, "ingress_sbox")]
-    overlay = _points_of(topo, entry_node, "overlay")
-    if backend_node is None:
-        return path
-    if backend_node == entry_node:
-        path += [(p, False) for p in overlay if not p.endswith(".vxlan0")]
-    else:
-        path += [(p, False) for p in overlay]
-        path += [(p, True) for p in _points_of(topo, entry_node, "host") if p.endswith(".eth0")]
-        path += [(p.point, True) for p in topo.points.values() if p.role == "underlay"]
-        path += [(p, True) for p in _points_of(topo, backend_node, "host") if p.endswith(".eth0")]
-        path += [(p, False) for p in reversed(_points_of(topo, backend_node, "overlay"))]
-    if task_point:
-        path.append((task_point, False))
-    return path
+    limited to the points that were captured (the stages of :mod:`meshpkt.mesh.path`)."""
+    from meshpkt.mesh.path import PathKind, expected_points
+
+    pts = expected_points(topo.points.values(), PathKind.INGRESS, entry=entry_node, backend=backend_node,
+                          task_point=task_point)
+    return [(p.point, p.encapsulated) for p in pts]
 
 
 def build_connections(rec: Reconstruction, hops: pd.DataFrame, topo: Topology) -> pd.DataFrame:
-    """One row per connection: who, where it entered, which backend, state, where it died."""
+    """One row per connection: who, where it entered, which backend, state, losses, verdict."""
+    conns = _basics(rec, hops)
+    path_hops = hops[~hops["stray"].to_numpy()]
+    ends = _endpoints(conns, path_hops, topo)
+    for name, values in ends.items():
+        conns[name] = pd.Series(values, index=conns.index, dtype=object)
+    windows = rec.windows
+    ev = empty_evidence(len(conns))
+    progress = _path_progress(conns, path_hops, topo, windows)
+    _losses_into(conns, rec, path_hops)
+    _judge(conns, path_hops, progress, ev)
+    for name, values in ev.items():
+        conns[name] = values
+    conns["missing_at"] = pd.Series(_missing_at(conns), index=conns.index, dtype=object)
+    conns["verdict"] = render_verdicts(conns)
+    conns = conns.drop(columns=["task_point"])
+    conns.index.name = "conn_id"
+    return conns.reset_index()
+
+
+def _basics(rec: Reconstruction, hops: pd.DataFrame) -> pd.DataFrame:
     lf = rec.lflows
     g = lf.groupby("conn")
     flags = pd.DataFrame({c: g[c].any() for c in ("syn", "synack", "rst", "fin_fwd", "fin_bwd", "ack_fwd")})
@@ -177,83 +174,34 @@ def build_connections(rec: Reconstruction, hops: pd.DataFrame, topo: Topology) -
              np.where(f["syn"], "syn-unanswered", "open")))))
     status = np.where(conns["proto"] == 6, status, np.where(conns["proto"] == 17, "udp", "icmp"))
     conns["status"] = status
+    conns["syn_seen"] = f["syn"].to_numpy() | f["synack"].to_numpy()
     conns["hops_seen"] = hops.groupby("conn_id").size()
     conns["flooded_to"] = all_hops[all_hops["stray"].to_numpy()].groupby("conn_id")["point"].agg(list).reindex(
         conns.index)
-    conns["path"] = hops.groupby("conn_id")["point"].agg(" > ".join)
+    conns["path"] = _join_groups(hops["point"].astype(str).to_numpy(dtype=object), hops["conn_id"].to_numpy(),
+                                 conns.index.to_numpy())
     conns["first_ts_ns"] = hops.groupby("conn_id")["first_ts_ns"].min()
-    conns["duration_ns"] = lf.groupby("conn")["last_ts_ns"].max().to_numpy() - conns["first_ts_ns"].to_numpy()
+    conns["duration_ns"] = g["last_ts_ns"].max().to_numpy() - conns["first_ts_ns"].to_numpy()
     conns["retrans"] = hops.groupby("conn_id")["retrans_fwd"].max() + hops.groupby("conn_id")["retrans_bwd"].max()
     conns["packets"] = hops.groupby("conn_id")["packets"].max()
-
-    for name, values in _per_connection(conns, hops, topo).items():
-        conns[name] = pd.Series(values, index=conns.index, dtype=object)
-    _lost_packets(rec, hops, conns)
-    conns.index.name = "conn_id"
-    return conns.reset_index()
+    return conns
 
 
-def _lost_packets(rec: Reconstruction, hops: pd.DataFrame, conns: pd.DataFrame) -> None:
-    """Packets that stopped short of where the connection's other packets went (e.g. big segments
-    and an MTU black hole): ``lost_fwd``/``lost_bwd`` counts and ``lost_at`` (the last point most of
-    them reached). A connection that did not end well, or whose lost data never got through even
-    retransmitted, and has no ``missing_at`` yet gets the hop after ``lost_at`` as ``missing_at``."""
-    conns["lost_fwd"] = 0
-    conns["lost_bwd"] = 0
-    conns["lost_at"] = pd.Series(None, index=conns.index, dtype=object)
-    lf = rec.lflows
-    keys = rec.keys
-    if keys.empty or lf.empty:
-        return
-    hop_of = lf["hop"].reindex(keys["lflow"]).to_numpy()
-    stray = lf["stray"].reindex(keys["lflow"]).to_numpy().astype(bool)
-    k = pd.DataFrame({"conn": keys["conn"].to_numpy() + 1, "key": keys["key"].to_numpy(),
-                      "fwd": keys["fwd"].to_numpy(), "hop": hop_of, "seq": keys["seq"].to_numpy(),
-                      "plen": keys["plen"].to_numpy()})[~stray]
-    out: dict[bool, pd.DataFrame] = {}
-    undelivered = pd.Series(0, index=conns.index)
-    for fwd in (True, False):
-        d = k[k["fwd"].to_numpy() == fwd]
-        if d.empty:
-            continue
-        per_key = d.groupby(["conn", "key"]).agg(hop=("hop", "max" if fwd else "min"), seq=("seq", "first"),
-                                                 plen=("plen", "first")).reset_index()
-        edge = per_key.groupby("conn")["hop"].transform("max" if fwd else "min").to_numpy()
-        at_edge = per_key["hop"].to_numpy() == edge
-        short = per_key[~at_edge]
-        if short.empty:
-            continue
-        # data that never got through, not even retransmitted
-        got = pd.MultiIndex.from_frame(per_key.loc[at_edge, ["conn", "seq"]])
-        data = short[short["plen"].to_numpy() > 0]
-        never = data[~pd.MultiIndex.from_frame(data[["conn", "seq"]]).isin(got)]
-        undelivered = undelivered.add(never.groupby("conn").size(), fill_value=0)
-        counts = short.groupby("conn").size()
-        where = short.groupby(["conn", "hop"]).size().reset_index(name="n").sort_values(
-            ["conn", "n"], ascending=[True, False]).drop_duplicates("conn").set_index("conn")["hop"]
-        out[fwd] = pd.DataFrame({"n": counts, "hop": where})
-    hop_point = hops.set_index(["conn_id", "hop"])["point"]
-    for fwd, d in out.items():
-        conns.loc[d.index, "lost_fwd" if fwd else "lost_bwd"] = d["n"].to_numpy()
-    if True in out or False in out:
-        d = out.get(True, out.get(False))
-        assert d is not None
-        fwd = True in out
-        at = hop_point.reindex(pd.MultiIndex.from_arrays([d.index, d["hop"]])).to_numpy()
-        nxt = hop_point.reindex(pd.MultiIndex.from_arrays([d.index, d["hop"] + (1 if fwd else -1)])).to_numpy()
-        conns.loc[d.index, "lost_at"] = at
-        bad = ~conns.loc[d.index, "status"].isin(["closed", "established"]).to_numpy()
-        bad |= undelivered.reindex(d.index, fill_value=0).to_numpy() > 0
-        bad &= conns.loc[d.index, "missing_at"].isna().to_numpy()
-        idx = d.index[bad]
-        if len(idx):
-            n = d.loc[idx, "n"].astype(str).to_numpy()
-            way = "forward" if fwd else "reply"
-            at_s, nxt_s = at[bad].astype(str), nxt[bad].astype(str)
-            conns.loc[idx, "missing_at"] = nxt[bad]
-            conns.loc[idx, "verdict"] = (conns.loc[idx, "status"].astype(str).to_numpy() + ": " + n + " " + way
-                                         + " packets reached " + at_s + " but never arrived at " + nxt_s
-                                         + " while others of the connection did (too big for the path?)")
+#: a point with packets is taken to have been capturing this long before its first and after its last
+#: packet (taps are idle between connections); an empty capture was capturing (and saw nothing); a
+#: point the topology names but that was not captured, or whose packets are all far from a
+#: connection, is "no data from this point" for it, not a loss
+CAPTURE_SLACK_NS = 10_000_000_000
+
+
+def _join_groups(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``" > ".join`` of ``values`` per run of equal ``group`` (sorted), one string per ``order`` entry."""
+    if not len(values):
+        return np.full(len(order), None, dtype=object)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    joined = np.add.reduceat(values + " > ", starts)
+    out = pd.Series([v[:-3] for v in joined], index=group[starts], dtype=object)
+    return out.reindex(order).to_numpy(dtype=object)
 
 
 def _task_point(topo: Topology, node: str, task: str) -> str | None:
@@ -273,152 +221,309 @@ def _map(values: np.ndarray, table: dict) -> np.ndarray:
     return looked[inv.reshape(-1)]
 
 
-def _per_connection(conns: pd.DataFrame, hops: pd.DataFrame, topo: Topology) -> dict[str, np.ndarray]:
-    """entry_node, backend, backend_node, backend_task, last_seen_point, missing_at, verdict for
-    every connection of ``conns`` (index = conn_id); ``hops`` sorted by (conn_id, hop)."""
-    cid = hops["conn_id"].to_numpy()
-    n = len(conns)
-    pos_of = pd.Index(conns.index)
-    ci = pos_of.get_indexer(cid)  # connection position of every hop row
-    first_row = np.full(n, -1, np.int64)
-    last_row = np.full(n, -1, np.int64)
-    r = np.arange(len(hops))
-    first_row[ci[::-1]] = r[::-1]
-    last_row[ci] = r
-    col = {c: hops[c].to_numpy() for c in ("dst_ip", "dport", "dst", "src", "point", "role", "node",
-                                             "fwd_packets", "bwd_packets")}
-    point = hops["point"].astype(str).to_numpy(dtype=object)
-    enc = hops["vni"].notna().to_numpy()
-    fwd = col["fwd_packets"] > 0
-    bwd = col["bwd_packets"] > 0
+class _Rows:
+    """First/last hop row of every connection of ``conns`` in ``hops`` (sorted by conn_id, hop)."""
 
-    # entry node: topology lookup of the dialled address, else the first non-client hop's node
+    def __init__(self, conns: pd.DataFrame, hops: pd.DataFrame) -> None:
+        self.n = len(conns)
+        self.ci = pd.Index(conns.index).get_indexer(hops["conn_id"].to_numpy())
+        r = np.arange(len(hops))
+        self.first = np.full(self.n, -1, np.int64)
+        self.last = np.full(self.n, -1, np.int64)
+        self.first[self.ci[::-1]] = r[::-1]
+        self.last[self.ci] = r
+
+    def last_where(self, mask: np.ndarray, default: np.ndarray) -> np.ndarray:
+        out = default.copy()
+        rows = np.flatnonzero(mask)
+        out[self.ci[rows]] = rows
+        return out
+
+
+def _entry_nodes(hops: pd.DataFrame, rows: _Rows, topo: Topology) -> np.ndarray:
+    """Topology lookup of the dialled address, else the first non-client hop's node."""
     ip_node = {**topo.lb_ips, **{ip: t.node for ip, t in topo.tasks.items()}, **topo.node_ips}
-    entry_ip = col["dst_ip"][first_row].astype(np.int64)
-    node = _map(entry_ip, ip_node)
-    nc = np.flatnonzero(col["role"] != "client")
-    first_nc = np.full(n, -1, np.int64)
-    first_nc[ci[nc][::-1]] = nc[::-1]
+    node = _map(hops["dst_ip"].to_numpy()[rows.first].astype(np.int64), ip_node)
+    nc = np.flatnonzero(hops["role"].to_numpy() != "client")
+    first_nc = np.full(rows.n, -1, np.int64)
+    first_nc[rows.ci[nc][::-1]] = nc[::-1]
     fill = (node == None) & (first_nc >= 0)  # noqa: E711
-    node[fill] = col["node"][first_nc[fill]].astype(str)
+    node[fill] = hops["node"].to_numpy()[first_nc[fill]].astype(str)
+    return node
 
-    # backend: the last hop's destination unless it is still in front of the load balancer
-    b_ip = col["dst_ip"][last_row].astype(np.int64)
+
+def _endpoints(conns: pd.DataFrame, hops: pd.DataFrame, topo: Topology) -> dict[str, np.ndarray]:
+    """entry_node, backend, backend_node, backend_task, task_point, last_seen_point per connection."""
+    rows = _Rows(conns, hops)
+    first = rows.first
+    last = rows.last_where(hops["fwd_packets"].to_numpy() > 0, rows.last)  # where requests got to
+    point = hops["point"].astype(str).to_numpy(dtype=object)
+    role = hops["role"].to_numpy()
+    entry_ip = hops["dst_ip"].to_numpy()[first].astype(np.int64)
+    b_ip = hops["dst_ip"].to_numpy()[last].astype(np.int64)
     lb_set = np.array(sorted(set(topo.node_ips) | set(topo.sbox_ips) | set(topo.lb_ips)), dtype=np.int64)
     base, plen = GWBRIDGE_NET
     mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
     before_lb = np.isin(b_ip, lb_set) | (topo.inferred & ((b_ip & mask) == base))
     is_task_ip = np.isin(b_ip, np.array(list(topo.tasks), dtype=np.int64))
-    changed = (b_ip != entry_ip) | (col["dport"][last_row] != col["dport"][first_row])
+    changed = (b_ip != entry_ip) | (hops["dport"].to_numpy()[last] != hops["dport"].to_numpy()[first])
     has_backend = (changed & ~before_lb) | is_task_ip
-    backend = np.where(has_backend, col["dst"][last_row].astype(object), _NONE)
+    backend = np.where(has_backend, hops["dst"].to_numpy()[last].astype(object), _NONE)
     task_known = has_backend & is_task_ip
     t_node = np.where(task_known, _map(b_ip, {ip: t.node for ip, t in topo.tasks.items()}), _NONE)
     t_name = np.where(task_known, _map(b_ip, {ip: t.name for ip, t in topo.tasks.items()}), _NONE)
-    last_is_task = col["role"][last_row] == "task"
-    task_point = np.where(last_is_task, point[last_row], _NONE)
+    task_point = np.where(role[last] == "task", point[last], _NONE)
     need = (task_point == None) & task_known  # noqa: E711
     if need.any():
         tp = {nk: _task_point(topo, nk[0], nk[1]) for nk in set(zip(t_node[need], t_name[need], strict=True))}
         task_point[need] = [tp[nk] for nk in zip(t_node[need], t_name[need], strict=True)]
-    bnode = np.where(task_known, t_node, np.where(last_is_task, col["node"][last_row].astype(object), _NONE))
-    # else: the VTEP the forward packets were sent to
-    efw = np.flatnonzero(enc & fwd)
-    last_enc = np.full(n, -1, np.int64)
-    last_enc[ci[efw]] = efw
+    bnode = np.where(task_known, t_node, np.where(role[last] == "task", hops["node"].to_numpy()[last].astype(object),
+                                                  _NONE))
+    _vtep_backend_nodes(bnode, backend, hops, rows, topo)
+    tp_ns = {p: topo.point(p).namespace for p in set(task_point[task_point != None])}  # noqa: E711
+    btask = np.where(task_known, t_name, np.array([tp_ns.get(p) for p in task_point] + [None], dtype=object)[:-1])
+    last_fwd = rows.last_where(hops["fwd_packets"].to_numpy() > 0, first)
+    return {"entry_node": _entry_nodes(hops, rows, topo), "backend": backend, "backend_node": bnode,
+            "backend_task": btask, "task_point": task_point, "last_seen_point": point[last_fwd]}
+
+
+def _vtep_backend_nodes(bnode: np.ndarray, backend: np.ndarray, hops: pd.DataFrame, rows: _Rows,
+                        topo: Topology) -> None:
+    """Backend node still unknown: the VTEP the forward packets were sent to (in place)."""
+    enc_fwd = hops["vni"].notna().to_numpy() & (hops["fwd_packets"].to_numpy() > 0)
+    last_enc = rows.last_where(enc_fwd, np.full(rows.n, -1, np.int64))
     fill = (bnode == None) & (backend != None) & (last_enc >= 0)  # noqa: E711
     if fill.any():
         odst = hops["outer_dst"].to_numpy()[last_enc[fill]]
         ips = {s: ip4_int(str(s)) for s in set(odst)}
         bnode[fill] = [topo.node_of_ip(ips[s]) for s in odst]
-    tp_ns = {p: topo.point(p).namespace for p in set(task_point[task_point != None])}  # noqa: E711
-    btask = np.where(task_known, t_name,
-                     np.array([tp_ns.get(p) for p in task_point] + [None], dtype=object)[:-1])
 
-    # last point forward packets reached (else the first hop)
-    fr = np.flatnonzero(fwd)
-    last_fwd = first_row.copy()
-    last_fwd[ci[fr]] = fr
-    last_seen = point[last_fwd]
 
-    # where it died: compare the hops seen with the expected path of its (entry, backend node, task)
-    status = conns["status"].to_numpy(dtype=object)
-    combo_keys = pd.Series(list(zip(node, bnode, task_point, strict=True)), dtype=object)
-    combo, combos = pd.factorize(combo_keys)
-    t_rows = []
-    t_len = np.zeros(len(combos), np.int64)
+def _combos(conns: pd.DataFrame) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
+    """Connections grouped by (entry node, backend node, task point): one expected path each."""
+    cols = [pd.Series(conns[c].to_numpy(dtype=object)).fillna("").astype(str).to_numpy()
+            for c in ("entry_node", "backend_node", "task_point")]
+    codes, uniq = pd.MultiIndex.from_arrays(cols).factorize()
+    return codes, [tuple(u) for u in uniq]
+
+
+def _template(topo: Topology, combos: list[tuple[str, str, str]]) -> tuple[pd.DataFrame, np.ndarray]:
+    rows: list[tuple[int, int, str, bool]] = []
+    length = np.zeros(len(combos), np.int64)
     for c_no, (e, b, tpt) in enumerate(combos):
-        path = [t for t in expected_path(topo, e, b, tpt) if t[0] in topo.points]
-        t_len[c_no] = len(path)
-        t_rows += [(c_no, j, p, bool(en)) for j, (p, en) in enumerate(path)]
-    tmpl = pd.DataFrame(t_rows, columns=["combo", "pos", "point", "enc"])
-    t_off = np.r_[0, np.cumsum(t_len)[:-1]]
-    t_point = tmpl["point"].to_numpy(dtype=object)
-    t_enc = tmpl["enc"].to_numpy(dtype=bool)
-    L = t_len[combo]
-    hk = pd.DataFrame({"ci": ci, "combo": combo[ci], "point": point, "enc": enc, "fwd": fwd, "bwd": bwd})
-    m = hk.merge(tmpl, on=["combo", "point", "enc"], how="inner")
-    fwd_max = np.full(n, -1, np.int64)
-    mf = m[m["fwd"].to_numpy()]
-    if len(mf):
-        s = mf.groupby("ci")["pos"].max()
-        fwd_max[s.index.to_numpy()] = s.to_numpy()
-    bwd_min = np.full(n, -1, np.int64)
-    mb = m[m["bwd"].to_numpy()]
-    if len(mb):
-        s = mb.groupby("ci")["pos"].min()
-        bwd_min[s.index.to_numpy()] = s.to_numpy()
-    any_bwd = np.zeros(n, bool)
-    any_bwd[ci[bwd]] = True
-    healthy = np.isin(status, ["established", "closed"]) | (np.isin(status, ["udp", "icmp"]) & any_bwd)
+        path = [t for t in expected_path(topo, e or None, b or None, tpt or None) if t[0] in topo.points]
+        length[c_no] = len(path)
+        rows += [(c_no, j, p, bool(en)) for j, (p, en) in enumerate(path)]
+    return pd.DataFrame(rows, columns=["combo", "pos", "point", "enc"]), length
 
-    missing = np.full(n, None, dtype=object)
-    verdict = np.full(n, "ok", dtype=object)
-    S = pd.Series(status.astype(str))
-    a_ = (L == 0) & ~healthy
-    verdict[a_] = (S[a_] + ": last seen at " + pd.Series(last_seen[a_].astype(str), index=S[a_].index)
-                   + "; no topology to name the next hop").to_numpy()
-    todo = L > 0
-    b_ = todo & (fwd_max < 0)
-    verdict[b_] = "not on the expected path"
-    c_ = todo & (fwd_max >= 0) & (fwd_max + 1 < L)
-    if c_.any():
-        k = np.flatnonzero(c_)
-        here = t_off[combo[k]] + fwd_max[k]
-        here_p, nxt_p, here_enc = t_point[here], t_point[here + 1], t_enc[here]
-        # the last hop row of the connection at the "here" point
-        idx = pd.MultiIndex.from_arrays([ci, point])
-        lastrow = pd.Series(np.arange(len(hops)), index=idx)
-        lastrow = lastrow[~idx.duplicated(keep="last")]
-        rows = lastrow.reindex(pd.MultiIndex.from_arrays([k, here_p])).to_numpy()
-        src, dst = col["src"][rows].astype(str), col["dst"][rows].astype(str)
-        vni = hops["vni"].astype(str).to_numpy()[rows]
-        osrc = hops["outer_src"].astype(str).to_numpy()[rows]
-        odst = hops["outer_dst"].astype(str).to_numpy()[rows]
-        P = pd.Series
-        enc_txt = np.where(here_enc, (", VXLAN vni " + P(vni) + " " + P(osrc) + " > " + P(odst)).to_numpy(), "")
-        missing[k] = nxt_p
-        verdict[k] = (P(status[k].astype(str)) + ": forward packets (" + P(src) + " > " + P(dst) + P(enc_txt)
-                      + ") reached " + P(here_p.astype(str)) + " but never arrived at "
-                      + P(nxt_p.astype(str))).to_numpy()
-    rest = todo & (fwd_max >= 0) & ~c_
-    ok = rest & healthy & ((bwd_min == 0) | ~any_bwd)
-    e_ = rest & ~ok & (bwd_min < 0)
-    if e_.any():
-        k = np.flatnonzero(e_)
-        lastp = t_point[t_off[combo[k]] + L[k] - 1]
-        missing[k] = lastp
-        verdict[k] = (pd.Series(status[k].astype(str)) + ": requests reached " + pd.Series(lastp.astype(str))
-                      + " but no reply was seen there").to_numpy()
-    f_ = rest & ~ok & (bwd_min > 0)
-    if f_.any():
-        k = np.flatnonzero(f_)
-        reached = t_point[t_off[combo[k]] + bwd_min[k]]
-        nxt = t_point[t_off[combo[k]] + bwd_min[k] - 1]
-        missing[k] = nxt
-        verdict[k] = (pd.Series(status[k].astype(str)) + ": replies reached " + pd.Series(reached.astype(str))
-                      + " but never arrived at " + pd.Series(nxt.astype(str))).to_numpy()
-    g_ = rest & ~ok & (bwd_min == 0)
-    verdict[g_ & ~healthy] = status[g_ & ~healthy]
-    return {"entry_node": node, "backend": backend, "backend_node": bnode, "backend_task": btask,
-            "last_seen_point": last_seen, "missing_at": missing, "verdict": verdict}
+
+def _path_progress(conns: pd.DataFrame, hops: pd.DataFrame, topo: Topology, windows: pd.DataFrame
+                   ) -> pd.DataFrame:
+    """Per connection, along its expected path (template positions): how far forward packets got
+    (``fwd_max``), the next point with data after that (``next_pos``), the first position replies
+    reached (``bwd_min``) and the point with data before it (``prev_pos``), the last and first
+    points with data, and the points with no data while the connection ran (``no_data_at``)."""
+    n = len(conns)
+    combo, combos = _combos(conns)
+    tmpl, length = _template(topo, combos)
+    t_off = np.r_[0, np.cumsum(length)[:-1]].astype(np.int64)
+    reps = length[combo]
+    ci = np.repeat(np.arange(n), reps)
+    pos = np.arange(len(ci)) - np.repeat(np.cumsum(reps) - reps, reps)
+    trow = t_off[combo[ci]] + pos
+    x = pd.DataFrame({"ci": ci, "pos": pos, "point": tmpl["point"].to_numpy(dtype=object)[trow],
+                      "enc": tmpl["enc"].to_numpy(dtype=bool)[trow]})
+    first = conns["first_ts_ns"].to_numpy().astype(np.int64)
+    last = first + conns["duration_ns"].to_numpy().astype(np.int64)
+    w = windows.reindex(x["point"].to_numpy())
+    wmin, wmax = w["min"].to_numpy(), w["max"].to_numpy()
+    captured = x["point"].isin(windows.index).to_numpy()
+    empty = captured & np.isnan(wmin)
+    x["covered"] = empty | ((wmin - CAPTURE_SLACK_NS <= last[ci]) & (wmax + CAPTURE_SLACK_NS >= first[ci]))
+    x["during"] = (wmin <= last[ci]) & (wmax >= first[ci])
+    hk = pd.DataFrame({"ci": pd.Index(conns.index).get_indexer(hops["conn_id"].to_numpy()),
+                       "point": hops["point"].astype(str).to_numpy(dtype=object), "enc": hops["vni"].notna().to_numpy(),
+                       "f": hops["fwd_packets"].to_numpy() > 0, "b": hops["bwd_packets"].to_numpy() > 0})
+    seen = hk.groupby(["ci", "point", "enc"])[["f", "b"]].any()
+    got = seen.reindex(pd.MultiIndex.from_frame(x[["ci", "point", "enc"]]), fill_value=False)
+    x["f"], x["b"] = got["f"].to_numpy(), got["b"].to_numpy()
+    return _progress_columns(x, n, length[combo])
+
+
+def _group_reduce(x: pd.DataFrame, mask: np.ndarray, how: str, n: int) -> np.ndarray:
+    out = np.full(n, -1, np.int64)
+    s = x.loc[mask, ["ci", "pos"]].groupby("ci")["pos"].agg(how)
+    out[s.index.to_numpy()] = s.to_numpy()
+    return out
+
+
+def _progress_columns(x: pd.DataFrame, n: int, length: np.ndarray) -> pd.DataFrame:
+    ci, pos, cov = x["ci"].to_numpy(), x["pos"].to_numpy(), x["covered"].to_numpy()
+    fwd_max = _group_reduce(x, x["f"].to_numpy(), "max", n)
+    bwd_min = _group_reduce(x, x["b"].to_numpy(), "min", n)
+    reply_at_end = np.zeros(n, dtype=bool)
+    reply_at_end[ci[x["b"].to_numpy() & (pos == fwd_max[ci])]] = True
+    passed = ~x["f"].to_numpy() & ~x["b"].to_numpy() & (pos < fwd_max[ci]) & ~x["during"].to_numpy()
+    out = pd.DataFrame({"length": length, "fwd_max": fwd_max, "bwd_min": bwd_min, "reply_at_end": reply_at_end,
+                        "next_pos": _group_reduce(x, cov & (pos > fwd_max[ci]), "min", n),
+                        "prev_pos": _group_reduce(x, cov & (pos < np.where(bwd_min[ci] < 0, 0, bwd_min[ci])),
+                                                  "max", n),
+                        "last_pos": _group_reduce(x, cov, "max", n)})
+    point = x["point"].to_numpy(dtype=object)
+    base = np.r_[0, np.cumsum(length)[:-1]].astype(np.int64)
+
+    def at(p: np.ndarray) -> np.ndarray:
+        if not len(point):
+            return np.full(len(p), None, dtype=object)
+        found = point[np.clip(base + p, 0, len(point) - 1)].copy()
+        found[p < 0] = None
+        return found
+
+    for name in ("fwd_max", "next_pos", "bwd_min", "prev_pos", "last_pos"):
+        out[name + "_point"] = at(out[name].to_numpy())
+    gaps = x[~cov | passed]  # not captured then; or captured, silent, and the connection went past it
+    nodata = gaps.groupby("ci")["point"].agg(lambda s: ", ".join(dict.fromkeys(s)))
+    out["no_data_at"] = nodata.reindex(range(n)).to_numpy(dtype=object)
+    return out
+
+
+def build_losses(rec: Reconstruction, hops: pd.DataFrame) -> pd.DataFrame:
+    """Lost byte ranges: ``conn_id, dir, from_point, to_point, start, end`` (relative to the first
+    sequence number of that direction), ``copies`` lost there and ``delivered`` (a retransmission
+    got through)."""
+    ls = rec.losses
+    cols = ["conn_id", "dir", "from_point", "to_point", "start", "end", "copies", "delivered"]
+    if ls.empty:
+        return pd.DataFrame(columns=cols)
+    path = hops[~hops["stray"].to_numpy()].set_index(["conn_id", "hop"])["point"]
+    conn_id = ls["conn"].to_numpy() + 1
+    fwd = ls["fwd"].to_numpy().astype(bool)
+    hop = ls["hop"].to_numpy()
+    frm = path.reindex(pd.MultiIndex.from_arrays([conn_id, hop])).to_numpy()
+    to = _next_point(path, conn_id, hop, fwd)
+    return pd.DataFrame({"conn_id": conn_id, "dir": np.where(fwd, "forward", "reply"), "from_point": frm,
+                         "to_point": to, "start": ls["start"].to_numpy(), "end": ls["end"].to_numpy(),
+                         "copies": ls["copies"].to_numpy(), "delivered": ls["delivered"].to_numpy()}
+                        ).sort_values(["conn_id", "dir", "start"]).reset_index(drop=True)
+
+
+def _next_point(path: pd.Series, conn_id: np.ndarray, hop: np.ndarray, fwd: np.ndarray) -> np.ndarray:
+    """The next path point after ``hop`` in the direction of travel."""
+    return path.reindex(pd.MultiIndex.from_arrays([conn_id, hop + np.where(fwd, 1, -1)])).to_numpy()
+
+
+def _losses_into(conns: pd.DataFrame, rec: Reconstruction, hops: pd.DataFrame) -> None:
+    """``lost_fwd``/``lost_bwd`` (segments lost between two points), ``lost_bytes_*``, ``lost_at`` (the
+    point before the main loss), ``lost_to`` (the one after it), ``undelivered`` (lost data that no
+    retransmission got through)."""
+    path = hops.set_index(["conn_id", "hop"])["point"]
+    for tag in ("fwd", "bwd"):
+        conns[f"lost_{tag}"] = hops.groupby("conn_id")[f"lost_{tag}"].sum().reindex(conns.index, fill_value=0)
+        conns[f"lost_bytes_{tag}"] = hops.groupby("conn_id")[f"lost_bytes_{tag}"].sum().reindex(
+            conns.index, fill_value=0)
+    main_fwd = conns["lost_fwd"].to_numpy() > 0
+    lost_at = np.full(len(conns), None, dtype=object)
+    lost_to = np.full(len(conns), None, dtype=object)
+    for fwd, tag in ((False, "bwd"), (True, "fwd")):  # forward losses take precedence
+        col = f"lost_{tag}"
+        worst = hops[hops[col].to_numpy() > 0].sort_values(["conn_id", col], ascending=[True, False])
+        worst = worst.drop_duplicates("conn_id").set_index("conn_id")["hop"]
+        idx = pd.Index(conns.index).get_indexer(worst.index)
+        take = main_fwd[idx] if fwd else ~main_fwd[idx]
+        ids, hop = worst.index.to_numpy()[take], worst.to_numpy()[take]
+        lost_at[idx[take]] = path.reindex(pd.MultiIndex.from_arrays([ids, hop])).to_numpy()
+        lost_to[idx[take]] = _next_point(path, ids, hop, np.full(len(ids), fwd))
+    conns["lost_at"] = pd.Series(lost_at, index=conns.index, dtype=object)
+    conns["lost_to"] = pd.Series(lost_to, index=conns.index, dtype=object)
+    ls = rec.losses
+    never = ls[~ls["delivered"].to_numpy().astype(bool)]["conn"].to_numpy() + 1 if len(ls) else np.array([], int)
+    conns["undelivered"] = np.isin(conns.index.to_numpy(), never)
+
+
+class _Judge:
+    """Assigns verdict codes and evidence in priority order: a connection keeps the first that applies."""
+
+    def __init__(self, ev: dict[str, np.ndarray]) -> None:
+        self.ev = ev
+        self.free = np.ones(len(ev["verdict_code"]), dtype=bool)
+
+    def set(self, mask: np.ndarray, code: str, **fields: np.ndarray | str | int) -> None:
+        m = mask & self.free
+        self.ev["verdict_code"][m] = code
+        for k, v in fields.items():
+            self.ev[k][m] = v[m] if isinstance(v, np.ndarray) else v
+        self.free &= ~m
+
+
+def _judge(conns: pd.DataFrame, hops: pd.DataFrame, pr: pd.DataFrame, ev: dict[str, np.ndarray]) -> None:
+    status = conns["status"].to_numpy(dtype=object)
+    any_bwd = conns.index.isin(hops.loc[hops["bwd_packets"].to_numpy() > 0, "conn_id"].unique())
+    healthy = np.isin(status, ["established", "closed"]) | (np.isin(status, ["udp", "icmp"]) & any_bwd)
+    j = _Judge(ev)
+    todo = pr["length"].to_numpy() > 0
+    fwd_max, next_pos, bwd_min = pr["fwd_max"].to_numpy(), pr["next_pos"].to_numpy(), pr["bwd_min"].to_numpy()
+    j.set(~todo & ~healthy, "unknown-path", ev_from=conns["last_seen_point"].to_numpy(dtype=object))
+    j.set(todo & (fwd_max < 0), "off-path")
+    stopped = todo & (fwd_max >= 0) & (next_pos >= 0)
+    j.set(stopped, "never-reached", ev_from=pr["fwd_max_point"].to_numpy(), ev_to=pr["next_pos_point"].to_numpy(),
+          ev_dir="forward", ev_packets=_packet_text(conns, hops, pr["fwd_max_point"].to_numpy(), stopped))
+    lost_fwd, lost_bwd = conns["lost_fwd"].to_numpy(), conns["lost_bwd"].to_numpy()
+    lost = (lost_fwd + lost_bwd) > 0
+    way = np.where(lost_fwd > 0, "forward", "reply")
+    count = np.where(lost_fwd > 0, lost_fwd, lost_bwd)
+    nbytes = np.where(lost_fwd > 0, conns["lost_bytes_fwd"].to_numpy(), conns["lost_bytes_bwd"].to_numpy())
+    loss_ev = {"ev_from": conns["lost_at"].to_numpy(dtype=object), "ev_to": conns["lost_to"].to_numpy(dtype=object),
+               "ev_dir": way, "ev_count": count, "ev_bytes": nbytes}
+    j.set(lost & (~healthy | conns["undelivered"].to_numpy()), "never-reached", **loss_ev)
+    rest = todo & (fwd_max >= 0)
+    reply_ok = healthy & ((pr["prev_pos"].to_numpy() < 0) | ~any_bwd)
+    at_end = pr["reply_at_end"].to_numpy()
+    j.set(rest & ~reply_ok & ~at_end, "no-reply", ev_from=pr["fwd_max_point"].to_numpy())
+    j.set(rest & ~reply_ok & (bwd_min > 0) & (pr["prev_pos"].to_numpy() >= 0), "reply-lost",
+          ev_from=pr["bwd_min_point"].to_numpy(), ev_to=pr["prev_pos_point"].to_numpy(), ev_dir="reply")
+    j.set(lost, "lost-between", **loss_ev)
+    j.set(status == "reset", "reset-by", **_reset_evidence(conns, hops))
+    tcp = conns["proto"].to_numpy() == 6
+    j.set(tcp & ~conns["syn_seen"].to_numpy(dtype=bool), "incomplete-capture")
+    j.set(~healthy, "unfinished")
+    nodata = pr["no_data_at"].to_numpy(dtype=object)
+    j.set(pd.notna(nodata), "incomplete-capture")
+    ev["no_data_at"] = nodata
+
+
+def _reset_evidence(conns: pd.DataFrame, hops: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Which side sent the first RST (client: forward) and the first point it was seen at."""
+    out = {"ev_dir": np.full(len(conns), None, dtype=object), "ev_from": np.full(len(conns), None, dtype=object)}
+    for tag, side, first in (("bwd", "server", False), ("fwd", "client", True)):
+        r = hops[hops[f"rst_{tag}"].to_numpy().astype(bool)].sort_values(["conn_id", "hop"], ascending=[True, first])
+        r = r.drop_duplicates("conn_id")
+        idx = pd.Index(conns.index).get_indexer(r["conn_id"].to_numpy())
+        out["ev_dir"][idx] = side
+        out["ev_from"][idx] = r["point"].astype(str).to_numpy(dtype=object)
+    return out
+
+
+def _packet_text(conns: pd.DataFrame, hops: pd.DataFrame, at_point: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``src > dst[, VXLAN vni N a > b]`` of each connection's last hop row at ``at_point``."""
+    out = np.full(len(conns), None, dtype=object)
+    k = np.flatnonzero(mask)
+    if not len(k):
+        return out
+    ci = pd.Index(conns.index).get_indexer(hops["conn_id"].to_numpy())
+    idx = pd.MultiIndex.from_arrays([ci, hops["point"].astype(str).to_numpy(dtype=object)])
+    lastrow = pd.Series(np.arange(len(hops)), index=idx)
+    lastrow = lastrow[~idx.duplicated(keep="last")]
+    rows = lastrow.reindex(pd.MultiIndex.from_arrays([k, at_point[k]])).to_numpy().astype(np.int64)
+    h = hops.iloc[rows]
+    enc = h["vni"].notna().to_numpy()
+    vx = (", VXLAN vni " + h["vni"].astype(str) + " " + h["outer_src"].astype(str) + " > "
+          + h["outer_dst"].astype(str)).to_numpy(dtype=object)
+    out[k] = (h["src"].astype(str) + " > " + h["dst"].astype(str)).to_numpy(dtype=object) + np.where(enc, vx, "")
+    return out
+
+
+def _missing_at(conns: pd.DataFrame) -> np.ndarray:
+    """The JSON ``missing_at``: where packets went missing for good (None for recovered losses)."""
+    code = conns["verdict_code"].to_numpy(dtype=object)
+    return np.where(np.isin(code, ["never-reached", "reply-lost"]), conns["ev_to"].to_numpy(dtype=object),
+                    np.where(code == "no-reply", conns["ev_from"].to_numpy(dtype=object), None))

@@ -1,12 +1,14 @@
 """Reconstruct logical connections across the mesh's hops from the packet table.
 
-A *local flow* is what one capture point saw of a connection: its packets with one
-encapsulation (VNI or none) and one 5-tuple. The same TCP segment keeps its sequence and
-acknowledgement numbers, flags, timestamps option, IP id, payload length and payload bytes
-through DNAT, IPVS masquerading, SNAT, REDIRECT and VXLAN encapsulation, so those fields form a
-*packet key*. Local flows that share packet keys belong to one connection: the connections are
-the connected components of the graph "local flow -- shares a key with -- local flow", found
-with a vectorised hash join and label propagation (linear in packets; no loop over pairs).
+Three steps, each usable alone so that an engine can run them per chunk / per partition:
+
+1. :func:`meshpkt.flows.keys.local_flow_summaries` -- per (capture point, local flow) summaries
+   (counts, flags, anchor packet keys), mergeable across chunks;
+2. :func:`meshpkt.flows.match.match_connections` -- a connection id per local flow, from the
+   summaries alone (plus :func:`~meshpkt.flows.match.forward_direction` and
+   :func:`~meshpkt.flows.match.clock_offsets`);
+3. :func:`connection_detail` -- hop order, byte ranges, retransmissions and losses, from the
+   packets of the connections it is given (packets can be partitioned by connection id).
 
 Everything here is pure: the packets DataFrame in, DataFrames out.
 """
@@ -19,32 +21,65 @@ import numpy as np
 import pandas as pd
 
 from meshpkt.decode.schema import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
-from meshpkt.flows.clock import Offset, pair_bounds, solve_offsets
+from meshpkt.flows.clock import Offset
+from meshpkt.flows.keys import PacketIds, local_flow_summaries, packet_ids
+from meshpkt.flows.match import clock_offsets, forward_direction, match_connections
+from meshpkt.flows.ranges import compare_hops, segment_ranges
 from meshpkt.flows.topology import Topology
-from meshpkt.flows.view import is_syn, is_synack, transport_view
-
-KEY_COLUMNS = ("tcp_seq", "tcp_ack", "tcp_flags", "tcp_tsval", "tcp_tsecr", "ip_id", "payload_len",
-               "payload_hash", "icmp_type", "icmp_code")
+from meshpkt.flows.view import is_syn, is_synack
 
 ROLE_RANK = {"client": 0, "host": 1, "ingress_sbox": 2, "lb": 2, "overlay": 3, "underlay": 4, "task": 6,
              "unknown": 5}
 
-# Where a capture point sits on one node's stretch of an ingress path, (role, iface kind, encapsulated).
-# On the node the request enters: host eth0 -> ingress_sbox eth1 -> eth0 -> overlay br0 -> (local task)
-# -> vxlan0 -> host eth0 encapsulated -> underlay. On the node of a remote backend: host eth0
-# encapsulated -> vxlan0 -> br0 -> task. Timestamps of points on one machine may disagree with this
-# by microseconds (taps sit at different stages), so within a node the structure decides.
-_ENTRY_RANK = {("underlay", False): 0, ("host", False): 1, ("ingress_sbox", "eth1"): 2, ("ingress_sbox", "eth0"): 3,
-               ("lb", False): 3, ("overlay", "br0"): 4, ("overlay", "other"): 5, ("task", False): 6,
-               ("overlay", "vxlan0"): 7, ("host", True): 8, ("underlay", True): 9}
-_PEER_RANK = {("host", True): 0, ("overlay", "vxlan0"): 1, ("overlay", "br0"): 2, ("overlay", "other"): 3,
-              ("task", False): 4, ("ingress_sbox", "eth1"): 5, ("ingress_sbox", "eth0"): 5, ("lb", False): 5,
-              ("host", False): 6}
+
+def _place_ranks() -> dict[str, float]:
+    """``"side|role|iface|encapsulated"`` -> position on Swarm's ingress path with a remote backend
+    (:func:`meshpkt.mesh.path.place_order`; a local backend's path is the same with stages left out)."""
+    from meshpkt.mesh.path import place_order
+
+    return {f"{side}|{role}|{iface}|{enc}": float(rank)
+            for (side, role, iface, enc), rank in place_order("ingress", local=False).items()}
 
 
-def _flat(table: dict[tuple[str, object], int]) -> dict[str, int]:
-    """``(role, iface kind or encapsulated)`` keys as ``"role|kind"`` strings, for vectorised lookup."""
-    return {f"{role}|{kind}": rank for (role, kind), rank in table.items()}
+def _owners(lf: pd.DataFrame, topology: Topology, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The node each local flow's point belongs to (underlay taps: the VXLAN sender; the client: first),
+    the connection's entry node per local flow, and each owner's first time in the connection."""
+    enc = (lf["vni"] >= 0).to_numpy()
+    role = lf["role"].to_numpy()
+    owner = lf["node"].to_numpy().astype(object).copy()
+    und = role == "underlay"
+    ip_nodes = {**topology.lb_ips, **{ip: t.node for ip, t in topology.tasks.items()}, **topology.node_ips}
+    sender = pd.Series(lf["outer_src"].to_numpy()).map(ip_nodes).to_numpy(dtype=object)
+    owner[und] = np.where(enc[und], sender[und], None)
+    owner[role == "client"] = "~client"
+    work = pd.DataFrame({"conn": lf["conn"].to_numpy(), "owner": owner, "t": t})
+    host_plain = work[(role == "host") & ~enc]  # entry: the earliest plain host-namespace hop
+    entry = host_plain.sort_values("t").drop_duplicates("conn").set_index("conn")["owner"]
+    conn_entry = entry.reindex(work["conn"]).to_numpy()
+    work["owner"] = np.where(pd.isna(work["owner"].to_numpy()), conn_entry, work["owner"].to_numpy())
+    gtime = work.groupby(["conn", "owner"], dropna=False)["t"].transform("min").to_numpy()
+    return work["owner"].to_numpy(), conn_entry, np.where(role == "client", -np.inf, gtime)
+
+
+def _structural_rank(lf: pd.DataFrame, is_entry: np.ndarray) -> np.ndarray:
+    """Where each local flow's point sits on the ingress path (mesh.path stages); points of the
+    node the request entered on the entry side, others on the backend side. Timestamps of points
+    on one machine may disagree with this by microseconds (taps sit at different stages), so
+    within a node the structure decides."""
+    from meshpkt.mesh.path import NET_IFACE
+
+    enc = (lf["vni"] >= 0).to_numpy()
+    role = lf["role"].to_numpy().astype(str)
+    iface = lf["iface"].to_numpy().astype(str)
+    side = np.where(np.isin(role, ("client", "underlay")), role,
+                    np.where(is_entry & (role != "task"), "entry", "backend"))
+    iface = np.where(role == "task", NET_IFACE, np.where(role == "underlay", "br0",
+                                                         np.where(role == "client", "eth0", iface)))
+    key = (pd.Series(side) + "|" + pd.Series(role) + "|" + pd.Series(iface) + "|"
+           + pd.Series(np.where(enc, "True", "False")))
+    ranks = _place_ranks()
+    # off the table (another overlay interface, a load-balancer namespace): after the overlay bridge
+    return key.map(ranks).fillna(ranks.get("entry|overlay|br0|False", 5.0) + 0.5).to_numpy(dtype=np.float64)
 
 
 def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
@@ -52,42 +87,21 @@ def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
 
     Nodes are ordered by when the connection first reached them (clock-corrected), points within
     a node by the structure of Swarm's data path; connections that do not start at a client or
-    a node's host namespace (e.g. task -> VIP) are ordered by time alone.
+    a node's host namespace (e.g. task -> VIP) are ordered by time alone. A load-balancer
+    namespace on a node the request did not enter is not on its path: a copy seen there was
+    flooded by the overlay bridge (unknown destination MAC); it is kept, last, as ``stray``.
     """
-    enc = (lf["vni"] >= 0).to_numpy()
     t = lf["f_delay"].to_numpy()
     t = np.where(np.isnan(t), -lf["b_delay"].fillna(0).to_numpy() + 1e15, t)
     role = lf["role"].to_numpy()
-    node = lf["node"].to_numpy().astype(object)
-    owner = node.copy()
-    und = role == "underlay"
-    ip_nodes = {**topology.lb_ips, **{ip: t.node for ip, t in topology.tasks.items()}, **topology.node_ips}
-    sender = pd.Series(lf["outer_src"].to_numpy()).map(ip_nodes).to_numpy(dtype=object)
-    owner[und] = np.where(enc[und], sender[und], None)
-    owner[role == "client"] = "~client"
-    work = pd.DataFrame({"conn": lf["conn"].to_numpy(), "owner": owner, "t": t, "role": role})
-    # entry node: the node of the earliest host-namespace hop that is not encapsulated
-    host_plain = work[(role == "host") & ~enc]
-    entry = host_plain.sort_values("t").drop_duplicates("conn").set_index("conn")["owner"]
-    conn_entry = entry.reindex(work["conn"]).to_numpy()
-    work["owner"] = np.where(pd.isna(work["owner"].to_numpy()), conn_entry, work["owner"].to_numpy())
-    gtime = work.groupby(["conn", "owner"], dropna=False)["t"].transform("min").to_numpy()
-    gtime = np.where(role == "client", -np.inf, gtime)
-    is_entry = work["owner"].to_numpy() == conn_entry
-    ifaces = lf["iface"].to_numpy().astype(str)
-    kind = np.where(role == "ingress_sbox", np.where(ifaces == "eth1", "eth1", "eth0"),
-                    np.where(role == "overlay", np.where(np.isin(ifaces, ("br0", "vxlan0")), ifaces, "other"),
-                             np.where(enc, "True", "False")))
-    key = pd.Series(role.astype(str)) + "|" + pd.Series(kind)
-    rank = np.where(is_entry, key.map(_flat(_ENTRY_RANK)).fillna(5).to_numpy(),
-                    key.map(_flat(_PEER_RANK)).fillna(5).to_numpy()).astype(np.float64)
-    # connections that start elsewhere (task -> VIP): time order only
-    first_role = work.assign(r=role).sort_values("t").drop_duplicates("conn").set_index("conn")["r"]
+    owner, conn_entry, gtime = _owners(lf, topology, t)
+    is_entry = owner == conn_entry
+    rank = _structural_rank(lf, is_entry)
+    work = pd.DataFrame({"conn": lf["conn"].to_numpy(), "t": t, "r": role})
+    first_role = work.sort_values("t").drop_duplicates("conn").set_index("conn")["r"]
     timed = ~first_role.reindex(work["conn"]).isin(["client", "host", "underlay"]).to_numpy()
     gtime = np.where(timed, t, gtime)
     rank = np.where(timed, 0, rank)
-    # A load-balancer namespace on a node the request did not enter is not on its path: a copy
-    # seen there was flooded by the overlay bridge (unknown destination MAC). Keep it, last.
     stray = ~timed & ~is_entry & np.isin(role, ("ingress_sbox", "lb"))
     gtime = np.where(stray, np.inf, gtime)
     lf = lf.assign(_g=gtime, _r=rank, _t=t, stray=stray)
@@ -98,223 +112,180 @@ def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
 
 @dataclass
 class Reconstruction:
-    """Per-packet assignment, local flows (hops) and the clock offsets used."""
+    """Per-packet assignment, local flows (hops), per-hop range statistics, lost ranges, offsets."""
 
     assign: pd.DataFrame  # index = packet row; columns lflow, conn, fwd, ts_corr, dup
-    lflows: pd.DataFrame  # one row per local flow, with conn and hop order
-    keys: pd.DataFrame  # one row per (packet key, local flow): key, lflow, conn, point, ts, fwd
+    lflows: pd.DataFrame  # one row per local flow, with conn, hop order and range statistics
+    losses: pd.DataFrame  # conn, fwd, hop, start, end, copies: bytes lost after that hop
     offsets: dict[str, Offset]
-
-
-def _hash(frame: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
-
-
-def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Connected components of ``n`` nodes with edges ``u -- v``: min-label propagation with
-    pointer jumping, vectorised."""
-    label = np.arange(n, dtype=np.int64)
-    if len(u) == 0:
-        return label
-    while True:
-        prev = label.copy()
-        lu, lv = label[u], label[v]
-        m = np.minimum(lu, lv)
-        np.minimum.at(label, u, m)
-        np.minimum.at(label, v, m)
-        label = label[label]
-        label = label[label]
-        if np.array_equal(label, prev):
-            return label
+    windows: pd.DataFrame  # per capture point (empty ones too): min/max clock-corrected ts (NaN: none)
 
 
 def reconstruct(packets: pd.DataFrame, topology: Topology, *, max_key_group: int | None = None,
                 correct_clocks: bool = True) -> Reconstruction:
-    """Link local flows into connections and order each connection's hops."""
-    view = transport_view(packets)
-    proto = view["proto"].to_numpy()
-    valid = (view["src"].to_numpy() != 0) & np.isin(proto, (1, 6, 17))
-    rows = np.flatnonzero(valid)
-    v = view.iloc[rows]
-    need = list(dict.fromkeys(["vni", "ts_ns", "wirelen", "outer_src", "outer_dst", *KEY_COLUMNS]))
-    p = packets.iloc[rows, packets.columns.get_indexer(need)]  # not the whole table
-    point_cat = packets["point"].astype("category")
-    point_names = [str(c) for c in point_cat.cat.categories]
-    point_code = point_cat.cat.codes.to_numpy()[rows].astype(np.int32)
-    src, dst = v["src"].to_numpy().astype(np.int64), v["dst"].to_numpy().astype(np.int64)
-    sport, dport = v["sport"].to_numpy(), v["dport"].to_numpy()
-    swap = (src > dst) | ((src == dst) & (sport > dport))
-    lo_ip, hi_ip = np.where(swap, dst, src), np.where(swap, src, dst)
-    lo_port, hi_port = np.where(swap, dport, sport), np.where(swap, sport, dport)
-    dir_lo = ~swap  # packet goes lo -> hi
-    enc = v["enc"].to_numpy()
-    vni_key = np.where(enc, p["vni"].to_numpy(), -1)
+    """Link local flows into connections (steps 1 and 2) and detail each connection (step 3)."""
+    ids = packet_ids(packets)
+    summaries = local_flow_summaries(packets, ids)
+    conn = match_connections(summaries, max_key_group=max_key_group)
+    fwd_lo = forward_direction(summaries, conn)
+    offsets = clock_offsets(summaries, conn, fwd_lo, correct=correct_clocks)
+    assign = assign_packets(packets, ids, conn, fwd_lo, offsets)
+    lflows = ids.lflows.assign(conn=conn, fwd_lo=fwd_lo)
+    return connection_detail(packets.iloc[ids.rows], assign, lflows, topology, offsets,
+                             capture_windows(summaries.points, offsets))
 
-    lf_hash = _hash(pd.DataFrame({"p": point_code, "v": vni_key, "pr": v["proto"].to_numpy(), "a": lo_ip,
-                                  "ap": lo_port, "b": hi_ip, "bp": hi_port}))
-    lflow, _ = pd.factorize(lf_hash)
-    lflow = lflow.astype(np.int64)
-    n_lflows = int(lflow.max()) + 1 if len(lflow) else 0
 
-    key = _hash(pd.DataFrame({"pr": v["proto"].to_numpy(), **{c: p[c].to_numpy() for c in KEY_COLUMNS}}))
-    ts = p["ts_ns"].to_numpy().astype(np.int64)
-    flags = p["tcp_flags"].to_numpy()
+def capture_windows(spans: pd.DataFrame, offsets: dict[str, Offset]) -> pd.DataFrame:
+    """``min``/``max`` clock-corrected timestamp per capture point (NaN for an empty capture)."""
+    off = np.array([offsets[p].offset_ns if p in offsets and offsets[p].applied else 0 for p in spans.index],
+                   dtype=np.float64)
+    return pd.DataFrame({"min": spans["first_ts_ns"].to_numpy(np.float64) - off,
+                         "max": spans["last_ts_ns"].to_numpy(np.float64) - off}, index=spans.index)
 
-    # duplicates of one packet within one local flow (e.g. `-i any` sees it twice): keep the first
-    order = np.lexsort((ts, key, lflow))
-    lf_o, key_o = lflow[order], key[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = (lf_o[1:] != lf_o[:-1]) | (key_o[1:] != key_o[:-1])
-    dup = np.zeros(len(rows), dtype=bool)
-    dup[order[~first]] = True
-    urow = order[first]  # positions (into rows) of unique (lflow, key) observations
 
-    # link local flows sharing a key
-    u_key, u_lf = key[urow], lflow[urow]
-    keys_df = pd.DataFrame({"key": u_key, "lflow": u_lf, "pos": urow})
-    gsize = keys_df.groupby("key")["lflow"].transform("size").to_numpy()
-    limit = max_key_group if max_key_group is not None else 2 * len(point_names) + 2
-    linkable = (gsize > 1) & (gsize <= limit)
-    kd = keys_df[linkable]
-    root = kd.groupby("key")["lflow"].transform("min").to_numpy()
-    comp_of_lf = _components(n_lflows, kd["lflow"].to_numpy(), root)
-    comp_ids, comp_of_lf = np.unique(comp_of_lf, return_inverse=True)
-    conn = comp_of_lf[lflow]
+def assign_packets(packets: pd.DataFrame, ids: PacketIds, conn: np.ndarray, fwd_lo: np.ndarray,
+                   offsets: dict[str, Offset]) -> pd.DataFrame:
+    """Per packet row (index = the packet table's): lflow, conn, fwd, ts_corr, dup, key."""
+    off = np.array([offsets[n].offset_ns if n in offsets and offsets[n].applied else 0 for n in ids.point_names]
+                   or [0], dtype=np.int64)
+    ts = packets["ts_ns"].to_numpy()[ids.rows].astype(np.int64)
+    return pd.DataFrame({"lflow": ids.lflow, "conn": conn[ids.lflow], "fwd": ids.dir_lo == fwd_lo[ids.lflow],
+                         "ts_corr": ts - off[ids.point], "dup": ids.dup, "key": ids.key},
+                        index=packets.index[ids.rows])
 
-    # forward direction of each local flow: its first SYN, else propagated through a shared key
-    # from a local flow that has one, else its first packet
-    syn = is_syn(flags)
-    fwd_lo = np.full(n_lflows, -1, dtype=np.int8)
-    if syn.any():
-        s_rows = np.flatnonzero(syn)
-        s_rows = s_rows[np.lexsort((ts[s_rows], lflow[s_rows]))]
-        firsts = s_rows[np.r_[True, lflow[s_rows][1:] != lflow[s_rows][:-1]]]
-        fwd_lo[lflow[firsts]] = dir_lo[firsts].astype(np.int8)
-    if (fwd_lo < 0).any():
-        known = fwd_lo[u_lf] >= 0
-        anchor = pd.DataFrame({"key": u_key[known], "same": (dir_lo[urow][known] == (fwd_lo[u_lf][known] == 1))})
-        anchor = anchor.drop_duplicates("key")
-        need = ~known
-        cand = pd.DataFrame({"key": u_key[need], "lflow": u_lf[need], "dl": dir_lo[urow][need]})
-        cand = cand.merge(anchor, on="key", how="inner").drop_duplicates("lflow")
-        if len(cand):
-            fwd_lo[cand["lflow"].to_numpy()] = np.where(cand["same"].to_numpy(), cand["dl"].to_numpy(),
-                                                        ~cand["dl"].to_numpy()).astype(np.int8)
-    if (fwd_lo < 0).any():
-        o = np.lexsort((ts, lflow))
-        firsts = o[np.r_[True, lflow[o][1:] != lflow[o][:-1]]] if len(o) else o
-        unset = fwd_lo[lflow[firsts]] < 0
-        fwd_lo[lflow[firsts][unset]] = dir_lo[firsts][unset].astype(np.int8)
-    fwd = dir_lo == (fwd_lo[lflow] == 1)
 
-    # clock offsets from observations at points holding one local flow of their connection
-    lf_point = np.zeros(n_lflows, dtype=np.int32)
-    lf_point[lflow] = point_code
-    lf_conn = np.zeros(n_lflows, dtype=np.int64)
-    lf_conn[lflow] = conn
-    obs = pd.DataFrame({"key": u_key, "lflow": u_lf, "comp": lf_conn[u_lf], "point": lf_point[u_lf],
-                        "ts": ts[urow], "fwd": fwd[urow], "seq": p["tcp_seq"].to_numpy()[urow],
-                        "plen": p["payload_len"].to_numpy()[urow]})
-    per_cp = pd.Series(1, index=pd.MultiIndex.from_arrays([lf_conn, lf_point])).groupby(level=[0, 1]).size()
-    single = per_cp[per_cp == 1]
-    ok = pd.MultiIndex.from_arrays([obs["comp"], obs["point"]]).isin(single.index)
-    obs_ok = obs[ok & (gsize > 1) & (gsize <= limit)]
-    if correct_clocks:
-        offsets = solve_offsets(pair_bounds(obs_ok[["key", "comp", "point", "ts", "fwd"]]), point_names)
-    else:
-        offsets = {name: Offset(name, 0, -1, name, None, False) for name in point_names}
-    off_arr = np.array([offsets[n].offset_ns if offsets[n].applied else 0 for n in point_names] or [0],
-                       dtype=np.int64)
-    ts_corr = ts - off_arr[point_code]
-    obs["ts"] = ts_corr[urow]
+def connection_detail(packets: pd.DataFrame, assign: pd.DataFrame, lflows: pd.DataFrame, topology: Topology,
+                      offsets: dict[str, Offset], windows: pd.DataFrame) -> Reconstruction:
+    """Step 3: hop order, per-hop statistics and losses of the connections whose packets are given.
 
-    # order hops: median delay after the packet was first seen anywhere, forward packets first
-    kmin = obs.groupby("key")["ts"].transform("min").to_numpy()
-    obs["delay"] = obs["ts"].to_numpy() - kmin
-    med = obs.groupby(["lflow", "fwd"])["delay"].median().unstack()
-    f_delay = med[True].reindex(range(n_lflows)).to_numpy() if True in med else np.full(n_lflows, np.nan)
-    b_delay = med[False].reindex(range(n_lflows)).to_numpy() if False in med else np.full(n_lflows, np.nan)
-
-    # per local flow aggregates
-    fl = flags
-    pl = p["payload_len"].to_numpy()
-    wl = p["wirelen"].to_numpy().astype(np.int64)
-    a = pd.DataFrame({
-        "lflow": lflow, "ts": ts_corr, "fwd": fwd, "wl": wl, "pl": np.where(pl > 0, pl, 0),
-        "syn": syn, "synack": is_synack(fl), "fin": (fl >= 0) & ((fl & TCP_FIN) != 0),
-        "rst": (fl >= 0) & ((fl & TCP_RST) != 0), "ack": (fl >= 0) & ((fl & TCP_ACK) != 0) & ~((fl & TCP_SYN) != 0),
-        "dup": dup,
-    })
-    g = a.groupby("lflow")
-    lf = pd.DataFrame({
-        "first_ts_ns": g["ts"].min(), "last_ts_ns": g["ts"].max(), "packets": g.size(),
-        "bytes": g["wl"].sum(), "duplicates": g["dup"].sum(),
-    })
-    af = a[a["fwd"].to_numpy()]
-    ab = a[~a["fwd"].to_numpy()]
-    gf, gb = af.groupby("lflow"), ab.groupby("lflow")
-    lf["fwd_packets"] = gf.size().reindex(lf.index, fill_value=0)
-    lf["bwd_packets"] = gb.size().reindex(lf.index, fill_value=0)
-    lf["fwd_payload"] = gf["pl"].sum().reindex(lf.index, fill_value=0)
-    lf["bwd_payload"] = gb["pl"].sum().reindex(lf.index, fill_value=0)
-    lf["fwd_first_ts_ns"] = gf["ts"].min().reindex(lf.index)
-    lf["bwd_first_ts_ns"] = gb["ts"].min().reindex(lf.index)
-    for col in ("syn", "synack", "rst"):
-        lf[col] = g[col].any()
-    lf["fin_fwd"] = gf["fin"].any().reindex(lf.index, fill_value=False)
-    lf["fin_bwd"] = gb["fin"].any().reindex(lf.index, fill_value=False)
-    lf["ack_fwd"] = gf["ack"].any().reindex(lf.index, fill_value=False)
-
-    # retransmissions: data/SYN/FIN segments with the same seq seen again under another key
-    seqs = p["tcp_seq"].to_numpy()
-    carries = (proto_arr := v["proto"].to_numpy()) == 6
-    carries &= (pl > 0) | ((fl >= 0) & ((fl & (TCP_SYN | TCP_FIN)) != 0))
-    carries &= ~dup
-    rt = pd.DataFrame({"lflow": lflow[carries], "fwd": fwd[carries], "seq": seqs[carries],
-                       "sf": fl[carries] & (TCP_SYN | TCP_FIN)})
-    n_all = rt.groupby(["lflow", "fwd"]).size()
-    n_uni = rt.drop_duplicates().groupby(["lflow", "fwd"]).size()
-    rtx = (n_all - n_uni).unstack(fill_value=0) if len(rt) else pd.DataFrame()
-    lf["retrans_fwd"] = rtx[True].reindex(lf.index, fill_value=0) if True in rtx else 0
-    lf["retrans_bwd"] = rtx[False].reindex(lf.index, fill_value=0) if False in rtx else 0
-
-    # identity of each local flow (forward orientation), from its first packet
-    o = np.lexsort((ts, lflow))
-    firsts = o[np.r_[True, lflow[o][1:] != lflow[o][:-1]]] if len(o) else o
-    lfi = lflow[firsts]
-    flo = fwd_lo[lfi] == 1
-    lf.loc[lfi, "point_code"] = point_code[firsts]
-    lf.loc[lfi, "proto"] = proto_arr[firsts]
-    lf.loc[lfi, "vni"] = vni_key[firsts]
-    lf.loc[lfi, "src"] = np.where(flo, lo_ip[firsts], hi_ip[firsts])
-    lf.loc[lfi, "sport"] = np.where(flo, lo_port[firsts], hi_port[firsts])
-    lf.loc[lfi, "dst"] = np.where(flo, hi_ip[firsts], lo_ip[firsts])
-    lf.loc[lfi, "dport"] = np.where(flo, hi_port[firsts], lo_port[firsts])
-    # outer endpoints of the forward direction (as the first forward packet shows them)
-    osrc, odst = p["outer_src"].to_numpy(), p["outer_dst"].to_numpy()
-    fo = o[fwd[o]]
-    ffirst = fo[np.r_[True, lflow[fo][1:] != lflow[fo][:-1]]] if len(fo) else fo
-    lf["outer_src"] = 0
-    lf["outer_dst"] = 0
-    lf.loc[lflow[ffirst], "outer_src"] = osrc[ffirst]
-    lf.loc[lflow[ffirst], "outer_dst"] = odst[ffirst]
-    lf = lf.astype({"point_code": np.int32, "proto": np.int16, "vni": np.int32, "src": np.int64,
-                    "sport": np.int32, "dst": np.int64, "dport": np.int32, "outer_src": np.int64,
-                    "outer_dst": np.int64})
-    lf.loc[lf["vni"] < 0, ["outer_src", "outer_dst"]] = 0
-    lf["conn"] = lf_conn[lf.index.to_numpy()]
-    lf["point"] = pd.Categorical.from_codes(lf["point_code"].to_numpy(), categories=point_names)
-    info = [topology.point(n) for n in point_names]
-    lf["node"] = [info[c].node for c in lf["point_code"]]
-    lf["role"] = [info[c].role for c in lf["point_code"]]
-    lf["f_delay"] = f_delay[lf.index.to_numpy()]
-    lf["b_delay"] = b_delay[lf.index.to_numpy()]
-
-    lf["iface"] = [info[c].iface for c in lf["point_code"]]
+    ``packets`` and ``assign`` have the same rows (``assign`` from :func:`assign_packets`);
+    ``lflows``: the local flows (``LFLOW_COLUMNS`` with ``point`` as a code, ``conn``, ``fwd_lo``),
+    indexed by the ``lflow`` numbers ``assign`` uses; only those present in ``assign`` are kept;
+    ``windows`` from :func:`capture_windows` (over the whole capture, not only these packets).
+    """
+    point_names = list(offsets)
+    lf = _lflow_stats(packets, assign)
+    meta = lflows.reindex(lf.index)
+    lf = lf.join(_identity(meta, point_names, topology))
+    lf = lf.join(_delays(assign))
     lf = order_hops(lf, topology)
     lf.index.name = "lflow"
+    lf, losses = _range_stats(packets, assign, lf, windows)
+    return Reconstruction(assign=assign[["lflow", "conn", "fwd", "ts_corr", "dup"]], lflows=lf, losses=losses,
+                          offsets=offsets, windows=windows)
 
-    assign = pd.DataFrame({"lflow": lflow, "conn": conn, "fwd": fwd, "ts_corr": ts_corr, "dup": dup},
-                          index=packets.index[rows])
-    obs["conn"] = obs["comp"]
-    return Reconstruction(assign=assign, lflows=lf, keys=obs.drop(columns=["comp"]), offsets=offsets)
+
+def _flag_columns(packets: pd.DataFrame, assign: pd.DataFrame) -> pd.DataFrame:
+    fl = packets["tcp_flags"].to_numpy()
+    pl = packets["payload_len"].to_numpy()
+    return pd.DataFrame({
+        "lflow": assign["lflow"].to_numpy(), "ts": assign["ts_corr"].to_numpy(), "fwd": assign["fwd"].to_numpy(),
+        "wl": packets["wirelen"].to_numpy().astype(np.int64), "pl": np.where(pl > 0, pl, 0),
+        "syn": is_syn(fl), "synack": is_synack(fl), "fin": (fl >= 0) & ((fl & TCP_FIN) != 0),
+        "rst": (fl >= 0) & ((fl & TCP_RST) != 0),
+        "ack": (fl >= 0) & ((fl & TCP_ACK) != 0) & ((fl & TCP_SYN) == 0),
+        "osrc": packets["outer_src"].to_numpy(), "odst": packets["outer_dst"].to_numpy(),
+    })[~assign["dup"].to_numpy()]
+
+
+def _lflow_stats(packets: pd.DataFrame, assign: pd.DataFrame) -> pd.DataFrame:
+    """Per local flow: time span, packets, bytes (wire lengths), per direction, flags, outer endpoints."""
+    a = _flag_columns(packets, assign)
+    g = a.groupby("lflow")
+    lf = g.agg(first_ts_ns=("ts", "min"), last_ts_ns=("ts", "max"), packets=("ts", "size"), bytes=("wl", "sum"),
+               syn=("syn", "any"), synack=("synack", "any"), rst=("rst", "any"))
+    lf["duplicates"] = pd.Series(assign["dup"].to_numpy()).groupby(assign["lflow"].to_numpy()).sum()
+    for fwd, tag in ((True, "fwd"), (False, "bwd")):
+        d = a[a["fwd"].to_numpy() == fwd].groupby("lflow")
+        lf[f"{tag}_packets"] = d.size().reindex(lf.index, fill_value=0)
+        lf[f"{tag}_payload"] = d["pl"].sum().reindex(lf.index, fill_value=0)
+        lf[f"{tag}_first_ts_ns"] = d["ts"].min().reindex(lf.index)
+        lf[f"fin_{tag}"] = d["fin"].any().reindex(lf.index, fill_value=False)
+        lf[f"rst_{tag}"] = d["rst"].any().reindex(lf.index, fill_value=False)
+        if fwd:
+            lf["ack_fwd"] = d["ack"].any().reindex(lf.index, fill_value=False)
+            lf["outer_src"] = d["osrc"].first().reindex(lf.index, fill_value=0).astype(np.int64)
+            lf["outer_dst"] = d["odst"].first().reindex(lf.index, fill_value=0).astype(np.int64)
+    return lf
+
+
+def _identity(meta: pd.DataFrame, point_names: list[str], topology: Topology) -> pd.DataFrame:
+    """Point, node, role, interface and the forward-oriented 5-tuple of each local flow."""
+    flo = meta["fwd_lo"].to_numpy()
+    code = meta["point"].to_numpy().astype(np.int32)
+    info = [topology.point(n) for n in point_names]
+    return pd.DataFrame({
+        "point_code": code, "proto": meta["proto"].to_numpy().astype(np.int16),
+        "vni": meta["vni"].to_numpy().astype(np.int32),
+        "src": np.where(flo, meta["lo_ip"], meta["hi_ip"]).astype(np.int64),
+        "sport": np.where(flo, meta["lo_port"], meta["hi_port"]).astype(np.int32),
+        "dst": np.where(flo, meta["hi_ip"], meta["lo_ip"]).astype(np.int64),
+        "dport": np.where(flo, meta["hi_port"], meta["lo_port"]).astype(np.int32),
+        "conn": meta["conn"].to_numpy(), "epoch": meta["epoch"].to_numpy(),
+        "point": pd.Categorical.from_codes(code, categories=point_names),
+        "node": np.array([i.node for i in info] + [""], dtype=object)[:-1][code],
+        "role": np.array([i.role for i in info] + [""], dtype=object)[:-1][code],
+        "iface": np.array([i.iface for i in info] + [""], dtype=object)[:-1][code],
+    }, index=meta.index)
+
+
+def _delays(assign: pd.DataFrame) -> pd.DataFrame:
+    """Median delay of each local flow's packets after the same packet's first sighting anywhere,
+    per direction (only packets seen at two local flows or more)."""
+    obs = assign[~assign["dup"].to_numpy()].drop_duplicates(["lflow", "key"])
+    g = obs.groupby("key")["ts_corr"]
+    shared = g.transform("size").to_numpy() > 1
+    delay = (obs["ts_corr"] - g.transform("min")).to_numpy()
+    d = pd.DataFrame({"lflow": obs["lflow"].to_numpy(), "fwd": obs["fwd"].to_numpy(), "d": delay})[shared]
+    med = d.groupby(["lflow", "fwd"])["d"].median().unstack()
+    return pd.DataFrame({"f_delay": med[True] if True in med else np.nan,
+                         "b_delay": med[False] if False in med else np.nan}, index=med.index)
+
+
+def _judgeable(seg: pd.DataFrame, lf: pd.DataFrame, lflow: np.ndarray, capture_end: int) -> np.ndarray:
+    """Packets whose copies further along the path would still have been captured: their time plus
+    twice the connection's remaining path delay (from the hops' median delays) plus 1 ms is before
+    the end of the captures."""
+    delay = np.where(seg["fwd"].to_numpy(), lf["f_delay"].reindex(lflow).to_numpy(),
+                     lf["b_delay"].reindex(lflow).to_numpy())
+    delay = np.nan_to_num(delay, nan=0.0)
+    last = pd.Series(delay).groupby([seg["conn"].to_numpy(), seg["fwd"].to_numpy()]).transform("max").to_numpy()
+    return (seg["ts"].to_numpy() + 2 * (last - delay) + 1_000_000) <= capture_end
+
+
+_RANGE_COLUMNS = ("segments", "bytes", "retrans", "retrans_bytes", "reordered", "lost", "lost_bytes")
+
+
+def _range_stats(packets: pd.DataFrame, assign: pd.DataFrame, lf: pd.DataFrame, windows: pd.DataFrame
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per hop and direction: data segments/bytes, retransmissions, reordering, losses after the hop
+    (see :mod:`meshpkt.flows.ranges`); and the lost ranges."""
+    fl = packets["tcp_flags"].to_numpy()
+    tcp = (packets["tcp_seq"].to_numpy() >= 0) & (fl >= 0) & ~assign["dup"].to_numpy()
+    hop = lf["hop"].reindex(assign["lflow"]).to_numpy()
+    stray = lf["stray"].reindex(assign["lflow"]).to_numpy().astype(bool)
+    use = tcp & ~stray
+    seg = pd.DataFrame({
+        "conn": assign["conn"].to_numpy()[use], "fwd": assign["fwd"].to_numpy()[use], "hop": hop[use],
+        "ts": assign["ts_corr"].to_numpy()[use], "seq": packets["tcp_seq"].to_numpy()[use],
+        "ack": packets["tcp_ack"].to_numpy()[use], "plen": packets["payload_len"].to_numpy()[use],
+        "syn": ((fl & TCP_SYN) != 0)[use], "fin": ((fl & TCP_FIN) != 0)[use],
+        "ack_flag": ((fl & TCP_ACK) != 0)[use]})
+    ends = windows["max"].to_numpy(dtype=np.float64)
+    end = int(np.nanmax(ends)) if np.isfinite(ends).any() else 0
+    seg["trusted"] = _judgeable(seg, lf, assign["lflow"].to_numpy()[use], end)
+    empty = pd.DataFrame(columns=["conn", "fwd", "hop", "start", "end", "copies", "delivered"])
+    for tag in ("fwd", "bwd"):
+        for c in _RANGE_COLUMNS:
+            lf[f"{c}_{tag}"] = 0
+    rng = segment_ranges(seg) if len(seg) else seg
+    if rng.empty:
+        return lf, empty
+    hops = lf.loc[~lf["stray"].to_numpy(), ["conn", "hop"]].assign(order=lambda x: x["hop"])
+    stats, losses = compare_hops(rng, hops)
+    where = pd.MultiIndex.from_frame(lf[["conn", "hop"]])
+    for fwd, tag in ((True, "fwd"), (False, "bwd")):
+        st = stats[stats["fwd"].to_numpy() == fwd].set_index(["conn", "hop"])
+        for c in _RANGE_COLUMNS:
+            lf[f"{c}_{tag}"] = st[c].reindex(where).fillna(0).to_numpy().astype(np.int64)
+    return lf, losses

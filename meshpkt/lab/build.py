@@ -34,6 +34,13 @@ STATE_ROOT = Path("/run/meshpkt/lab")
 NETNS_DIR = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
 AGENT = Path(__file__).with_name("agent.py")
+ESP = Path(__file__).with_name("esp.py")
+ESP_DETAIL = {
+    "xfrm": "kernel IPsec: ESP transport mode, rfc4106(gcm(aes)), states and policies in `ip xfrm`",
+    "userspace": "userspace ESP (kernel has no CONFIG_INET_ESP/CONFIG_CRYPTO_GCM): marked VXLAN is routed into "
+                 "esp0 and sent as ESP (NULL cipher, HMAC-SHA-256-128) by meshpkt.lab.esp; its SA/SP table "
+                 "replaces `ip xfrm`; the cleartext DROP rule adds `! -i esp0`",
+}
 _WORKERS = 8
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
@@ -195,15 +202,16 @@ class Lab:
         return st
 
     def _get_plan(self, st: dict[str, Any]) -> _plan.Plan:
-        return _plan.plan(LabSpec.from_dict(st["spec"]), st["status"]["lb"])
+        return _plan.plan(LabSpec.from_dict(st["spec"]), st["status"]["lb"], st["status"].get("esp", "xfrm"))
 
     def is_up(self) -> bool:
         """True if the lab has a state file or any of its namespaces exist."""
         return self.state_file.exists() or bool(lab_namespaces(self.name))
 
     # ------------------------------------------------------------------ up
-    def up(self, spec: LabSpec | None = None, lb: str = "auto") -> dict[str, Any]:
+    def up(self, spec: LabSpec | None = None, lb: str = "auto", ssh: bool = False) -> dict[str, Any]:
         """Build the lab; return its status. ``lb``: auto (IPVS if the kernel has it) | ipvs | nftables.
+        ``ssh``: also run an sshd per node (see :mod:`meshpkt.lab.sshd`).
 
         Raises LabError if a lab with this name exists; on any failure removes what it made.
         """
@@ -226,19 +234,24 @@ class Lab:
         try:
             run(["ip", "-batch", "-"], input="".join(f"netns add {ns.name}\n" for ns in p.namespaces))
             impl = self._detect_lb(p, lb)
-            if impl != "nftables":
-                p = _plan.plan(spec, impl)
+            esp = self._detect_esp(p)
+            if impl != "nftables" or esp != "xfrm":
+                p = _plan.plan(spec, impl, esp)
             self._links(p)
             self._configure(p)
             pids = self._start_agents(p)
+            pids.update(self._start_esp(p))
             up_seconds = round(time.monotonic() - t0, 3)
             created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
             status = build_status(p, state_dir=str(self.state_dir), created=created, up_seconds=up_seconds,
                                   pids=pids)
+            extend_status(status, p)
             made = bool((self._load_state() or {}).get("made_etc_netns"))
             self._save_state({"name": self.name, "phase": "up", "spec": spec.to_dict(),
                               "namespaces": [ns.name for ns in p.namespaces], "pids": pids,
                               "status": status, "made_etc_netns": made})
+            if ssh:
+                self._start_sshd(status)
             return status
         except KeyboardInterrupt:
             self.down()
@@ -250,6 +263,23 @@ class Lab:
             self.down()
             raise LabError(f"lab up failed (cleaned up): {type(exc).__name__}: {exc}") from None
 
+    def _start_sshd(self, status: dict[str, Any]) -> None:
+        from meshpkt.lab import sshd
+
+        st = self._load_state() or {}
+        st["sshd"] = {}
+        self._save_state(st)
+        st["sshd"] = sshd.start(status, self.state_dir)
+        self._save_state(st)
+
+    def ssh_config(self) -> Path:
+        """The ssh_config of a lab started with ``ssh=True`` (use as ``ssh -F`` from its client namespace)."""
+        from meshpkt.lab import sshd
+
+        if "sshd" not in self._state():
+            raise LabError(f"lab {self.name!r} has no sshd (start it with `meshpkt lab up --ssh`)")
+        return sshd.ssh_dir_of(self.state_dir) / "ssh_config"
+
     def _detect_lb(self, p: _plan.Plan, lb: str) -> str:
         if lb == "nftables":
             return "nftables"
@@ -260,6 +290,18 @@ class Lab:
         if lb == "ipvs" and not ok:
             raise LabError("IPVS is not available (ipvsadm -Ln fails: no ip_vs in this kernel); use --lb auto")
         return "ipvs" if ok else "nftables"
+
+    def _detect_esp(self, p: _plan.Plan) -> str:
+        """``xfrm`` when the kernel can do Docker's ESP (rfc4106(gcm(aes))), else ``userspace``."""
+        if not any(o.encrypted for o in p.spec.overlays):
+            return "xfrm"
+        und = f"{self.name}-underlay"
+        probe = ["xfrm", "state", "add", "src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp", "spi", "0x1",
+                 "mode", "transport", "aead", "rfc4106(gcm(aes))", "0x" + "00" * 20, "64"]
+        ok = run(["ip", "-n", und, *probe], check=False).returncode == 0
+        if ok:
+            run(["ip", "-n", und, "xfrm", "state", "flush"], check=False)
+        return "xfrm" if ok else "userspace"
 
     def _links(self, p: _plan.Plan) -> None:
         jobs: list[tuple[str, list[str]]] = []
@@ -280,6 +322,8 @@ class Lab:
                     lines.append(f"link add {i.name} type bridge")
                 elif i.kind == "veth" and i.create_peer and i.peer:
                     lines.append(f"link add {i.name} type veth peer name {i.peer[1]} netns {i.peer[0]}")
+                elif i.kind == "tun":
+                    lines.append(f"tuntap add dev {i.name} mode tun")
             lines += vx_by_host.get(ns.name, [])
             if lines:
                 jobs.append((ns.name, lines))
@@ -291,13 +335,15 @@ class Lab:
                 run(nsexec(ns.name, ["sysctl", "-q", "-e", "-w", *(f"{k}={v}" for k, v in ns.sysctls.items())]))
             lines = ["link set dev lo up"]
             for i in sorted(ns.interfaces, key=lambda x: x.kind != "bridge"):
-                cmd = f"link set dev {i.name} address {i.mac} mtu {i.mtu}"
+                cmd = f"link set dev {i.name}" + (f" address {i.mac}" if i.mac else "") + f" mtu {i.mtu}"
                 if i.bridge:
                     cmd += f" master {i.bridge}"
                 lines += [cmd, f"link set dev {i.name} up"]
             for i in ns.interfaces:
                 lines += [f"addr add {a} dev {i.name}" for a in i.addresses]
+                lines += [f"addr add {a} dev {i.name} nodad" for a in i.addresses6]
             lines += [f"route add {r}" for r in ns.routes]
+            lines += ns.ip_extra
             lines += ns.neigh
             run(["ip", "-n", ns.name, "-batch", "-"], input="\n".join(lines) + "\n")
             if ns.fdb:
@@ -309,13 +355,92 @@ class Lab:
                 run(nsexec(ns.name, ["nft", "-f", "-"]), input=ns.nft)
             if ns.ipvs:
                 run(nsexec(ns.name, ["ipvsadm", "-R"]), input=ns.ipvs)
+            if ns.xfrm_states or ns.xfrm_policies:
+                self._xfrm(ns, p.esp)
 
+        if any(ns.xfrm_states for ns in p.namespaces):
+            self._xfrm_key()  # once, before the parallel workers read it
         _parallel(one, p.namespaces)
+
+    def _xfrm_key(self) -> bytes:
+        """The lab's 16-byte overlay encryption key (made at ``up``, mode 0600, removed with the lab)."""
+        path = self.state_dir / "xfrm.key"
+        if not path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(os.urandom(16))
+        return path.read_bytes()
+
+    def _xfrm(self, ns: _plan.Netns, esp: str) -> None:
+        """Program the ESP states and policies of an encrypted overlay in a host namespace (kernel xfrm),
+        or write them as the table of its userspace ESP process."""
+        key = self._xfrm_key()
+        if esp == "userspace":
+            self._write_esp_table(ns.node, {
+                "key": key.hex(), "states": [{"src": x.src, "dst": x.dst, "spi": x.spi} for x in ns.xfrm_states],
+                "policies": [{"src": x.src, "dst": x.dst, "dport": x.dport, "spi": x.spi} for x in ns.xfrm_policies]})
+            return
+        lines = [st.add_line(key) for st in ns.xfrm_states] + [pol.add_line() for pol in ns.xfrm_policies]
+        run(["ip", "-n", ns.name, "-batch", "-"], input="\n".join(lines) + "\n")
+
+    def _esp_table(self, node: str) -> Path:
+        return self.state_dir / "esp" / f"{node}.json"
+
+    def _write_esp_table(self, node: str, data: dict[str, Any]) -> None:
+        """Write ``node``'s userspace ESP table (key, states, policies), readable by root only."""
+        path = self._esp_table(node)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        tmp.replace(path)
+
+    def esp_table(self, node: str) -> dict[str, Any]:
+        """The userspace ESP table of ``node`` (states, policies, counters; the key redacted)."""
+        try:
+            data = json.loads(self._esp_table(node).read_text())
+        except (OSError, ValueError):
+            return {"states": [], "policies": [], "stats": {}}
+        data["key"] = "(redacted)"
+        try:
+            data["stats"] = json.loads(self._esp_table(node).with_suffix(".json.stats").read_text())
+        except (OSError, ValueError):
+            data["stats"] = {}
+        return data
+
+    def _start_esp(self, p: _plan.Plan) -> dict[str, int]:
+        """Start the userspace ESP process of every node with an encrypted overlay; {"esp:<node>": pid}."""
+        if p.esp != "userspace":
+            return {}
+        hosts = [ns for ns in p.namespaces if ns.role == "host" and ns.xfrm_policies]
+        pids: dict[str, int] = {}
+        for ns in hosts:
+            node_ip = next(n["underlay_ip"] for n in p.nodes if n["name"] == ns.node)
+            cfg = self.state_dir / "esp" / f"{ns.node}.cfg.json"
+            cfg.write_text(json.dumps({"tun": _plan.ESP_TUN, "dev": "eth0", "local": node_ip,
+                                       "table": str(self._esp_table(ns.node))}))
+            log = open(self.state_dir / "esp" / f"{ns.node}.log", "ab")  # noqa: SIM115 - handed to the child
+            try:
+                pr = subprocess.Popen(nsexec(ns.name, [sys.executable, "-I", str(ESP), str(cfg)]),
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+                                      start_new_session=True)
+            finally:
+                log.close()
+            pids[f"esp:{ns.node}"] = pr.pid
+            st = self._load_state() or {}
+            st.setdefault("pids", {}).update(pids)
+            self._save_state(st)
+            self._wait_ready(f"esp:{ns.node}", pr, self.state_dir / "esp" / f"{ns.node}.log")
+        return pids
 
     def _agent_config(self, p: _plan.Plan, t: _plan.Task) -> dict[str, Any]:
         node_ip = next(n["underlay_ip"] for n in p.nodes if n["name"] == t.node)
         return {"task": t.name, "node": t.node, "node_ip": node_ip, "ports": t.ports,
-                "dns_ip": _plan.DNS_IP, "dns_port": t.dns_port, "records": p.dns.get(t.name, {})}
+                "dns_ip": _plan.DNS_IP, "dns_port": t.dns_port, "records": p.dns.get(t.name, {}),
+                "udp_ports": t.udp_ports, "udp_ips": sorted(set(t.ips.values()) | {t.gw_ip}),
+                "ips6": sorted(t.ips6.values())}
 
     def _start_agents(self, p: _plan.Plan, only: Iterable[str] | None = None) -> dict[str, int]:
         adir = self.state_dir / "agents"
@@ -346,31 +471,41 @@ class Lab:
         self._save_state(st)
         deadline = time.monotonic() + 15
         for name, pr in procs.items():
-            assert pr.stdout is not None
-            line = b""
-            os.set_blocking(pr.stdout.fileno(), False)
-            while b"\n" not in line:
-                if time.monotonic() > deadline:
-                    raise LabError(f"task server {name} did not start within 15 s")
-                try:
-                    chunk = pr.stdout.read()
-                except BlockingIOError:
-                    chunk = None
-                if chunk:
-                    line += chunk
-                elif pr.poll() is not None:
-                    err = (self.state_dir / "agents" / f"{name}.log").read_text().strip().splitlines()
-                    raise LabError(f"task server {name} exited: {err[-1] if err else pr.returncode}")
-                else:
-                    time.sleep(0.01)
-            pr.stdout.close()
+            self._wait_ready(name, pr, self.state_dir / "agents" / f"{name}.log", deadline)
         return pids
+
+    @staticmethod
+    def _wait_ready(name: str, pr: subprocess.Popen[bytes], log: Path, deadline: float | None = None) -> None:
+        """Wait for the ``ready`` line of a started process (task server, ESP), or raise LabError."""
+        deadline = deadline or time.monotonic() + 15
+        assert pr.stdout is not None
+        line = b""
+        os.set_blocking(pr.stdout.fileno(), False)
+        while b"\n" not in line:
+            if time.monotonic() > deadline:
+                raise LabError(f"{name} did not start within 15 s")
+            try:
+                chunk = pr.stdout.read()
+            except BlockingIOError:
+                chunk = None
+            if chunk:
+                line += chunk
+            elif pr.poll() is not None:
+                err = log.read_text().strip().splitlines()
+                raise LabError(f"{name} exited: {err[-1] if err else pr.returncode}")
+            else:
+                time.sleep(0.01)
+        pr.stdout.close()
 
     # ------------------------------------------------------------------ down
     def down(self) -> dict[str, int]:
         """Remove every namespace, process and file of the lab (idempotent, also after a crashed up)."""
         need_root()
         st = self._load_state() or {}
+        if st.get("sshd"):
+            from meshpkt.lab import sshd
+
+            sshd.stop(st["sshd"])
         names = set(lab_namespaces(self.name))
         names |= {n for n in st.get("namespaces", []) if (NETNS_DIR / n).exists()}
         victims: set[int] = set()
@@ -379,7 +514,7 @@ class Lab:
                 cmd = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
             except (OSError, ValueError):
                 continue
-            if b"agent.py" in cmd or b"tcpdump" in cmd:
+            if b"agent.py" in cmd or b"tcpdump" in cmd or b"esp.py" in cmd:
                 victims.add(int(pid))
         victims |= set(pids_in_netns(names))
         killed = _kill(victims) if victims else 0
@@ -479,11 +614,19 @@ class Lab:
             run(nsexec(ns.name, ["iptables", "-t", r.table, "-D", r.chain, *r.args]))
         return len(rules)
 
-    def remove_dnat(self, node: str, port: int | None = None) -> None:
-        """Delete the host's nat DOCKER-INGRESS DNAT rule(s) (for ``port``, default all published)."""
+    def remove_dnat(self, node: str, port: int | None = None, protocol: str = "tcp") -> None:
+        """Delete the host's nat DOCKER-INGRESS DNAT rule(s) (for ``port``/``protocol``, default all published)."""
         ns = self._ns(node, "host")
-        self._delete_rules(ns, lambda r: r.tag.startswith("dnat:") and (port is None or r.tag == f"dnat:{port}"))
-        self._record_fault("remove_dnat", node=node, port=port)
+        want = f"dnat:{port}" + ("" if protocol == "tcp" else f"/{protocol}")
+        self._delete_rules(ns, lambda r: r.tag.startswith("dnat:") and (port is None or r.tag == want))
+        self._record_fault("remove_dnat", node=node, port=port, protocol=protocol)
+
+    def remove_host_dnat(self, node: str, port: int, protocol: str = "tcp") -> None:
+        """Delete the host's nat DOCKER DNAT of a host-mode published port (and its filter DOCKER ACCEPT)."""
+        ns = self._ns(node, "host")
+        sfx = "" if protocol == "tcp" else f"/{protocol}"
+        self._delete_rules(ns, lambda r: r.tag in (f"hostdnat:{port}{sfx}", f"hostaccept:{port}{sfx}"))
+        self._record_fault("remove_host_dnat", node=node, port=port, protocol=protocol)
 
     def remove_snat(self, node: str, network: str = "ingress") -> None:
         """Delete the ``-d <subnet> SNAT`` rule of ingress_sbox (or of ``lb_<net>`` for a user network)."""
@@ -507,6 +650,18 @@ class Lab:
             self._nft_delete_matching(ns.name, "fwm_vip", [f"ip daddr {v} " for v in vips])
         self._record_fault("remove_mark", node=node, network=network, service=service)
 
+    def break_lb(self, node: str, network: str = "ingress") -> None:
+        """Empty the load balancer of ``network`` on ``node`` (ingress_sbox or ``lb_<net>``): its IPVS services
+        (``ipvsadm -C``) or the emulation's ``fwm_lb`` chain. Marked packets are then not balanced: the
+        namespace itself receives the VIP traffic (and answers RST)."""
+        ns = self._lb_ns(node, network)
+        p = self._get_plan(self._state())
+        if p.lb == "ipvs":
+            run(nsexec(ns.name, ["ipvsadm", "-C"]))
+        else:
+            run(nsexec(ns.name, ["nft", "flush", "chain", "ip", _plan.LB_NFT_TABLE, "fwm_lb"]))
+        self._record_fault("break_lb", node=node, network=network)
+
     def _nft_delete_matching(self, netns: str, chain: str, needles: list[str]) -> None:
         r = run(nsexec(netns, ["nft", "-a", "list", "chain", "ip", _plan.LB_NFT_TABLE, chain]))
         for line in r.stdout.splitlines():
@@ -519,6 +674,53 @@ class Lab:
         ns = self._task_ns(task)
         self._delete_rules(ns, lambda r: r.tag.startswith("redirect:"))
         self._record_fault("remove_redirect", task=task)
+
+    def _xfrm_pair(self, node: str, peer: str) -> tuple[_plan.Netns, str, str]:
+        p = self._get_plan(self._state())
+        ips = {n["name"]: n["underlay_ip"] for n in p.nodes}
+        if node not in ips or peer not in ips:
+            raise UsageError(f"unknown node in {node!r}, {peer!r}")
+        ns = p.find(node, "host")
+        if not ns.xfrm_policies:
+            raise UsageError(f"{node} has no encrypted overlay (no xfrm policies)")
+        return ns, ips[node], ips[peer]
+
+    def remove_xfrm_policy(self, node: str, peer: str) -> None:
+        """Delete ``node``'s ``dir out`` IPsec policy towards ``peer``: its VXLAN for encrypted VNIs then
+        leaves in cleartext (and ``peer``'s filter INPUT drops it)."""
+        ns, a, b = self._xfrm_pair(node, peer)
+        pols = [x for x in ns.xfrm_policies if x.src == a and x.dst == b]
+        if not pols:
+            raise UsageError(f"no xfrm policy {node} -> {peer}")
+        if not self._esp_edit(node, "policies", a, b):
+            run(["ip", "-n", ns.name, "-batch", "-"], input="".join(x.del_line() + "\n" for x in pols))
+        self._record_fault("remove_xfrm_policy", node=node, peer=peer)
+
+    def remove_xfrm_state(self, node: str, peer: str, direction: str = "out") -> None:
+        """Delete ``node``'s ESP state for ``node -> peer`` (``out``) or ``peer -> node`` (``in``)."""
+        ns, a, b = self._xfrm_pair(node, peer)
+        if direction not in ("out", "in"):
+            raise UsageError("direction must be out or in")
+        src, dst = (a, b) if direction == "out" else (b, a)
+        states = [x for x in ns.xfrm_states if x.src == src and x.dst == dst]
+        if not self._esp_edit(node, "states", src, dst):
+            run(["ip", "-n", ns.name, "-batch", "-"], input="".join(x.del_line() + "\n" for x in states))
+        self._record_fault("remove_xfrm_state", node=node, peer=peer, direction=direction)
+
+    def _esp_edit(self, node: str, table: str, src: str, dst: str) -> bool:
+        """Userspace ESP: drop ``src -> dst`` entries from ``node``'s table and make its process reload it.
+        False when the lab uses the kernel's xfrm."""
+        st = self._state()
+        if st["status"].get("esp") != "userspace":
+            return False
+        data = json.loads(self._esp_table(node).read_text())
+        data[table] = [e for e in data[table] if not (e["src"] == src and e["dst"] == dst)]
+        self._write_esp_table(node, data)
+        pid = (st.get("pids") or {}).get(f"esp:{node}")
+        if pid:
+            os.kill(int(pid), signal.SIGHUP)
+            time.sleep(0.1)
+        return True
 
     def _task_ns(self, task: str) -> _plan.Netns:
         p = self._get_plan(self._state())
@@ -569,6 +771,24 @@ class Lab:
                             f"udp dport {port} counter drop" for a, b in pairs)]) + "\n"
         run(nsexec(f"{self.name}-underlay", ["nft", "-f", "-"]), input=text)
         self._record_fault("drop_vxlan", node_a=node_a, node_b=node_b, both=both)
+
+    def lossy_vxlan(self, node_a: str, percent: int, node_b: str | None = None) -> None:
+        """Drop ``percent`` % of the VXLAN frames leaving ``node_a`` (to ``node_b`` only, if given) at random
+        on the underlay switch (nftables ``numgen random mod 100`` in the underlay bridge's forward hook)."""
+        p = self._get_plan(self._state())
+        ips = {n["name"]: n["underlay_ip"] for n in p.nodes}
+        if node_a not in ips or (node_b is not None and node_b not in ips):
+            raise UsageError(f"unknown node in {node_a!r}, {node_b!r}")
+        if not 0 < percent < 100:
+            raise UsageError(f"bad loss percentage {percent}")
+        to = f" ip daddr {ips[node_b]}" if node_b is not None else ""
+        text = "\n".join([f"add table bridge {_plan.FAULT_NFT_TABLE}",
+                          f"add chain bridge {_plan.FAULT_NFT_TABLE} fault {{ type filter hook forward priority 0; "
+                          "policy accept; }",
+                          f"add rule bridge {_plan.FAULT_NFT_TABLE} fault ip saddr {ips[node_a]}{to} "
+                          f"udp dport {p.spec.data_path_port} numgen random mod 100 < {percent} counter drop"]) + "\n"
+        run(nsexec(f"{self.name}-underlay", ["nft", "-f", "-"]), input=text)
+        self._record_fault("lossy_vxlan", node_a=node_a, node_b=node_b, percent=percent)
 
     def kill_task(self, task: str, update_lb: bool = False) -> None:
         """The task's container dies: its server is killed and its namespace removed. Peers keep their
@@ -623,6 +843,37 @@ class Lab:
                         i["mtu"] = mtu
         self._save_state(st)
         self._record_fault("set_mtu", target=target, iface=iface, mtu=mtu)
+
+
+def extend_status(status: dict[str, Any], p: _plan.Plan) -> None:
+    """Add to the status document what the typed model does not carry yet (extension keys, all optional):
+    ``esp``/``esp_detail``; per dual-stack network ``subnet6``/``gateway6``; per service ``udp_ports``; per
+    backend ``ips6`` and (host mode) ``gwbridge_ip``; per task namespace ``ips6``/``udp_ports``; per interface
+    ``addresses6``."""
+    status["esp"] = p.esp
+    status["esp_detail"] = ESP_DETAIL[p.esp]
+    nets = {n["name"]: n for n in p.networks}
+    for n in status["networks"]:
+        n.update({k: nets[n["name"]][k] for k in ("subnet6", "gateway6") if k in nets.get(n["name"], {})})
+    svcs = {s["name"]: s for s in p.services}
+    for s in status["services"]:
+        planned = svcs.get(s["name"], {})
+        if "udp_ports" in planned:
+            s["udp_ports"] = planned["udp_ports"]
+        extra = {b["task"]: b for b in planned.get("backends", [])}
+        for b in s["backends"]:
+            b.update({k: extra[b["task"]][k] for k in ("ips6", "gwbridge_ip") if k in extra.get(b["task"], {})})
+    planned_ns = {ns.name: ns for ns in p.namespaces}
+    for nsj in _iter_ns(status):
+        ns = planned_ns.get(nsj["name"])
+        if ns is None:
+            continue
+        if nsj.get("task") and ns.task:
+            nsj["task"].update({k: ns.task[k] for k in ("ips6", "udp_ports") if k in ns.task})
+        for ij in nsj["interfaces"]:
+            i = next((x for x in ns.interfaces if x.name == ij["name"]), None)
+            if i is not None and i.addresses6:
+                ij["addresses6"] = list(i.addresses6)
 
 
 def _iter_ns(status: dict[str, Any]) -> Iterable[dict[str, Any]]:

@@ -23,7 +23,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshpkt.lab.spec import LabSpec, ServiceSpec
+from meshpkt.lab.spec import LabSpec, PortSpec, ServiceSpec
+from meshpkt.lab.xfrm import MARK, XfrmPolicy, XfrmState, encrypted_mtu, pair_sas, vni_match
 
 LB_NFT_TABLE = "meshpkt_ipvs"
 FAULT_NFT_TABLE = "meshpkt_fault"
@@ -96,7 +97,7 @@ class Rule:
     """What a fault hook looks for: ``dnat``, ``snat``, ``mark``, ``vipmark``, ``redirect``, ..."""
 
     def restore_line(self) -> str:
-        return " ".join(["-A", self.chain, *self.args])
+        return " ".join(["-A", self.chain, *(f'"{a}"' if " " in a else a for a in self.args)])
 
 
 @dataclass
@@ -114,12 +115,15 @@ class Iface:
     network: str | None = None  # docker network this link is attached to
     vxlan: dict[str, Any] | None = None  # {vni, port, created_in, tmp_name}
     capture: bool = False
+    addresses6: list[str] = field(default_factory=list)  # dual-stack overlays: IPv6 CIDRs (status "addresses6")
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind, "mac": self.mac, "mtu": self.mtu,
                              "addresses": list(self.addresses), "network": self.network,
                              "peer": ({"netns": self.peer[0], "iface": self.peer[1]} if self.peer else None),
                              "bridge": self.bridge}
+        if self.addresses6:
+            d["addresses6"] = list(self.addresses6)
         if self.vxlan:
             d["vxlan"] = {"vni": self.vxlan["vni"], "port": self.vxlan["port"],
                           "created_in": self.vxlan["created_in"]}
@@ -144,6 +148,9 @@ class Netns:
     ipvs: str = ""  # ipvsadm -R text
     fdb: list[str] = field(default_factory=list)  # `bridge fdb` batch lines
     neigh: list[str] = field(default_factory=list)  # `ip neigh` batch lines
+    xfrm_states: list[XfrmState] = field(default_factory=list)  # encrypted overlays (host namespaces)
+    xfrm_policies: list[XfrmPolicy] = field(default_factory=list)
+    ip_extra: list[str] = field(default_factory=list)  # further `ip -batch` lines (rules, table routes)
     task: dict[str, Any] | None = None
 
     def iface(self, name: str) -> Iface:
@@ -170,6 +177,8 @@ class Task:
     gw_ip: str = ""
     dns_port: int = 0
     ports: list[int] = field(default_factory=list)
+    udp_ports: list[int] = field(default_factory=list)
+    ips6: dict[str, str] = field(default_factory=dict)  # network -> IPv6 address (dual-stack overlays)
 
 
 @dataclass
@@ -185,6 +194,7 @@ class Plan:
     nodes: list[dict[str, Any]]
     clients: list[dict[str, Any]]
     dns: dict[str, dict[str, list[str]]]  # task name -> records
+    esp: str = "xfrm"  # "xfrm" (kernel IPsec) | "userspace" (meshpkt.lab.esp) for encrypted overlays
 
     def ns(self, name: str) -> Netns:
         for n in self.namespaces:
@@ -233,301 +243,448 @@ class _Alloc:
         return str(addr)
 
 
-def plan(spec: LabSpec, lb: str = "nftables") -> Plan:
-    """Plan the whole lab for ``spec`` with load balancer implementation ``lb`` (ipvs|nftables)."""
+def plan(spec: LabSpec, lb: str = "nftables", esp: str = "xfrm") -> Plan:
+    """Plan the whole lab for ``spec`` with load balancer implementation ``lb`` (ipvs|nftables) and IPsec
+    implementation ``esp`` for encrypted overlays (xfrm: the kernel's; userspace: :mod:`meshpkt.lab.esp`)."""
     spec.check()
-    p = spec.name + "-"
-    node_names = [f"node{i + 1}" for i in range(spec.nodes)]
-    node_ips = dict(zip(node_names, default_node_ips(spec), strict=True))
-    under_len = ipaddress.ip_network(spec.underlay_subnet).prefixlen
-    port = spec.data_path_port
+    return _Planner(spec, lb, esp).run()
 
-    # ---- networks
-    ingress_id = swarm_id("net", "ingress")
-    nets: dict[str, dict[str, Any]] = {}
-    ing_net = ipaddress.ip_network(spec.ingress_subnet)
-    nets["ingress"] = {"name": "ingress", "id": ingress_id, "driver": "overlay", "ingress": True,
-                       "subnet": str(ing_net), "gateway": str(ing_net.network_address + 1),
-                       "vni": spec.ingress_vni, "port": port, "mtu": spec.overlay_mtu}
-    for o in spec.overlays:
-        on = ipaddress.ip_network(o.subnet)
-        nets[o.name] = {"name": o.name, "id": swarm_id("net", o.name), "driver": "overlay", "ingress": False,
-                        "subnet": str(on), "gateway": str(on.network_address + 1), "vni": o.vni,
-                        "port": port, "mtu": spec.overlay_mtu}
-    gwn = ipaddress.ip_network(spec.gwbridge_subnet)
-    nets["docker_gwbridge"] = {"name": "docker_gwbridge", "id": hex_id("net", "docker_gwbridge"),
-                               "driver": "bridge", "ingress": False, "subnet": str(gwn),
-                               "gateway": str(gwn.network_address + 1), "vni": None, "port": None,
-                               "mtu": spec.underlay_mtu, "scope": "local"}
-    overlay_names = ["ingress"] + [o.name for o in spec.overlays]
-    allocs = {n: _Alloc(nets[n]["subnet"]) for n in overlay_names}
-    for n in overlay_names:
-        allocs[n].take()  # gateway
-    prefixlen = {n: ipaddress.ip_network(nets[n]["subnet"]).prefixlen for n in overlay_names}
 
-    # ---- placement
-    svc_specs = list(spec.services)
-    placements: list[tuple[ServiceSpec, int, str]] = []
-    for si, s in enumerate(svc_specs):
-        for slot in range(1, s.replicas + 1):
-            placements.append((s, slot, node_names[(si + slot - 1) % spec.nodes]))
+def svc_nets(s: ServiceSpec) -> list[str]:
+    """The overlays a service's tasks join: ``ingress`` when it publishes through the mesh, then its networks."""
+    return (["ingress"] if s.ingress_ports() else []) + list(s.networks)
 
-    def svc_nets(s: ServiceSpec) -> list[str]:
-        return (["ingress"] if s.publish else []) + list(s.networks)
 
-    # nodes needing each user overlay (tasks on it)
-    ov_nodes: dict[str, list[str]] = {n: [] for n in overlay_names}
-    ov_nodes["ingress"] = list(node_names)
-    for s, _slot, node in placements:
-        for n in s.networks:
-            if node not in ov_nodes[n]:
-                ov_nodes[n].append(node)
-    for n in overlay_names[1:]:
-        ov_nodes[n].sort(key=node_names.index)
+class _Planner:
+    """The steps of :func:`plan`, in order; each fills in part of the lab."""
 
-    # ---- ingress sbox endpoints, VIPs, lb endpoints, tasks
-    sbox_ip = {node: allocs["ingress"].take() for node in node_names}
-    # allocation order of (service, network) LBs: internal services, then published overlays, then ingress
-    internal = [s for s in svc_specs if not s.publish]
-    published = [s for s in svc_specs if s.publish]
-    lb_order: list[tuple[ServiceSpec, str]] = []
-    for s in internal + published:
-        for n in s.networks:
-            lb_order.append((s, n))
-    for s in published:
-        lb_order.append((s, "ingress"))
-    vips: dict[str, dict[str, str]] = {s.name: {} for s in svc_specs}
-    for s in published:
-        vips[s.name]["ingress"] = allocs["ingress"].take()
-    for n in overlay_names[1:]:
-        for s, net in lb_order:
-            if net == n and s.mode == "vip":
-                vips[s.name][n] = allocs[n].take()
-    lb_ip = {n: {node: allocs[n].take() for node in ov_nodes[n]} for n in overlay_names[1:]}
-    marks: dict[str, dict[str, dict[str, int]]] = {node: {} for node in node_names}
-    for node in node_names:
-        m = spec.fwmark_base
-        for s, net in lb_order:
-            if s.mode != "vip":
-                continue
-            marks[node].setdefault(s.name, {})[net] = m
-            m += 1
+    def __init__(self, spec: LabSpec, lb: str, esp: str) -> None:
+        self.spec = spec
+        self.lb = lb
+        self.esp = esp
+        self.p = spec.name + "-"
+        self.node_names = [f"node{i + 1}" for i in range(spec.nodes)]
+        self.node_ips = dict(zip(self.node_names, default_node_ips(spec), strict=True))
+        self.under_len = ipaddress.ip_network(spec.underlay_subnet).prefixlen
+        self.port = spec.data_path_port
+        self.gwn = ipaddress.ip_network(spec.gwbridge_subnet)
+        self.svc_specs = list(spec.services)
+        self.nss: list[Netns] = []
+        self.tasks: list[Task] = []
 
-    tasks: list[Task] = []
-    gw_alloc = {node: _Alloc(str(gwn)) for node in node_names}
-    for node in node_names:
-        gw_alloc[node].take()  # .1 bridge
-        gw_alloc[node].take()  # .2 ingress_sbox
-    # tasks of published services get ingress IPs first (in service order), then overlays
-    by_slot: dict[tuple[str, int], Task] = {}
-    for s, slot, node in placements:
-        tid = swarm_id("task", s.name, slot)
-        cid = hex_id("container", s.name, slot, node)
-        t = Task(service=s.name, slot=slot, node=node, name=f"{s.name}.{slot}", task_id=tid,
-                 container_id=cid, netns=f"{p}{node}-{cid[:12]}")
-        t.ports = s.target_ports()
-        t.dns_port = 32768 + int.from_bytes(_h("dns", s.name, slot)[:2], "big") % 28000
-        tasks.append(t)
-        by_slot[(s.name, slot)] = t
-    for n in overlay_names:
-        for s, slot, _node in placements:
-            if n in svc_nets(s):
-                t = by_slot[(s.name, slot)]
-                t.ips[n] = allocs[n].take()
-                t.macs[n] = docker_mac(t.ips[n])
-    for t in tasks:
-        t.gw_ip = gw_alloc[t.node].take()
+    def run(self) -> Plan:
+        self.networks()
+        self.placement()
+        self.addresses()
+        self.make_tasks()
+        self.underlay()
+        for node in self.node_names:
+            self.node(node)
+        self.peers()
+        self.encryption()
+        dns = self.dns()
+        services, nodes, clients, netlist = self.status_pieces()
+        for ns in self.nss:  # there is no IPv6 in the routing mesh (only on dual-stack overlay interfaces)
+            ns.sysctls = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1",
+                          **ns.sysctls, **_v6_sysctls(ns)}
+        return Plan(spec=self.spec, lb=self.lb, namespaces=self.nss, networks=netlist, services=services,
+                    tasks=self.tasks, nodes=nodes, clients=clients, dns=dns, esp=self.esp)
 
-    # ---- namespaces
-    nss: list[Netns] = []
-    und = Netns(name=f"{p}underlay", node="underlay", short="host", role="underlay")
-    und.interfaces.append(Iface("br0", "bridge", local_mac(spec.name, "underlay-br0"), spec.underlay_mtu,
-                                capture=True))
-    nss.append(und)
-    client = Netns(name=f"{p}client", node="client", short="host", role="client")
-    client.interfaces.append(Iface("eth0", "veth", nic_mac(spec.client_ip), spec.underlay_mtu,
-                                   [f"{spec.client_ip}/{under_len}"], peer=(und.name, "vclient"),
-                                   capture=True))
-    und.interfaces.append(Iface("vclient", "veth", local_mac(spec.name, "vclient"), spec.underlay_mtu,
-                                peer=(client.name, "eth0"), create_peer=True, bridge="br0"))
-    nss.append(client)
+    # ---------------------------------------------------------------- networks and addresses
+    def networks(self) -> None:
+        spec, port = self.spec, self.port
+        nets: dict[str, dict[str, Any]] = {}
+        ing_net = ipaddress.ip_network(spec.ingress_subnet)
+        nets["ingress"] = {"name": "ingress", "id": swarm_id("net", "ingress"), "driver": "overlay",
+                           "ingress": True, "subnet": str(ing_net), "gateway": str(ing_net.network_address + 1),
+                           "vni": spec.ingress_vni, "port": port, "mtu": spec.overlay_mtu}
+        for o in spec.overlays:
+            on = ipaddress.ip_network(o.subnet)
+            nets[o.name] = {"name": o.name, "id": swarm_id("net", o.name), "driver": "overlay", "ingress": False,
+                            "subnet": str(on), "gateway": str(on.network_address + 1), "vni": o.vni,
+                            "port": port, "mtu": encrypted_mtu(spec.overlay_mtu) if o.encrypted else spec.overlay_mtu}
+            if o.encrypted:
+                nets[o.name]["encrypted"] = True
+            if o.subnet6:
+                n6 = ipaddress.IPv6Network(o.subnet6)
+                nets[o.name].update(subnet6=str(n6), gateway6=str(n6.network_address + 1))
+        gwn = self.gwn
+        nets["docker_gwbridge"] = {"name": "docker_gwbridge", "id": hex_id("net", "docker_gwbridge"),
+                                   "driver": "bridge", "ingress": False, "subnet": str(gwn),
+                                   "gateway": str(gwn.network_address + 1), "vni": None, "port": None,
+                                   "mtu": spec.underlay_mtu, "scope": "local"}
+        self.nets = nets
+        self.overlay_names = ["ingress"] + [o.name for o in spec.overlays]
+        self.allocs = {n: _Alloc(nets[n]["subnet"]) for n in self.overlay_names}
+        for n in self.overlay_names:
+            self.allocs[n].take()  # gateway
+        self.prefixlen = {n: ipaddress.ip_network(nets[n]["subnet"]).prefixlen for n in self.overlay_names}
 
-    def ovl_short(n: str) -> str:
-        return "1-" + nets[n]["id"][:10]
+    def placement(self) -> None:
+        """Tasks round-robin over the nodes; which nodes need each user overlay."""
+        self.placements: list[tuple[ServiceSpec, int, str]] = []
+        for si, s in enumerate(self.svc_specs):
+            for slot in range(1, s.replicas + 1):
+                self.placements.append((s, slot, self.node_names[(si + slot - 1) % self.spec.nodes]))
+        ov_nodes: dict[str, list[str]] = {n: [] for n in self.overlay_names}
+        ov_nodes["ingress"] = list(self.node_names)
+        for s, _slot, node in self.placements:
+            for n in s.networks:
+                if node not in ov_nodes[n]:
+                    ov_nodes[n].append(node)
+        for n in self.overlay_names[1:]:
+            ov_nodes[n].sort(key=self.node_names.index)
+        self.ov_nodes = ov_nodes
 
-    def lb_short(n: str) -> str:
-        return "ingress_sbox" if n == "ingress" else "lb_" + nets[n]["id"][:9]
+    def addresses(self) -> None:
+        """ingress_sbox endpoints, VIPs, lb_ endpoints and fwmarks (in Docker's allocation order)."""
+        allocs = self.allocs
+        self.sbox_ip = {node: allocs["ingress"].take() for node in self.node_names}
+        # allocation order of (service, network) LBs: internal services, then published overlays, then ingress
+        self.published = [s for s in self.svc_specs if s.ingress_ports()]
+        internal = [s for s in self.svc_specs if not s.ingress_ports()]
+        self.lb_order: list[tuple[ServiceSpec, str]] = [(s, n) for s in internal + self.published for n in s.networks]
+        self.lb_order += [(s, "ingress") for s in self.published]
+        self.vips: dict[str, dict[str, str]] = {s.name: {} for s in self.svc_specs}
+        for s in self.published:
+            self.vips[s.name]["ingress"] = allocs["ingress"].take()
+        for n in self.overlay_names[1:]:
+            for s, net in self.lb_order:
+                if net == n and s.mode == "vip":
+                    self.vips[s.name][n] = allocs[n].take()
+        self.lb_ip = {n: {node: allocs[n].take() for node in self.ov_nodes[n]} for n in self.overlay_names[1:]}
+        self.marks: dict[str, dict[str, dict[str, int]]] = {node: {} for node in self.node_names}
+        for node in self.node_names:
+            m = self.spec.fwmark_base
+            for s, net in self.lb_order:
+                if s.mode != "vip":
+                    continue
+                self.marks[node].setdefault(s.name, {})[net] = m
+                m += 1
 
-    for node in node_names:
-        nip = node_ips[node]
-        host = Netns(name=f"{p}{node}", node=node, short="host", role="host")
+    def make_tasks(self) -> None:
+        """Tasks of published services get ingress IPs first (in service order), then overlays."""
+        gw_alloc = {node: _Alloc(str(self.gwn)) for node in self.node_names}
+        for node in self.node_names:
+            gw_alloc[node].take()  # .1 bridge
+            gw_alloc[node].take()  # .2 ingress_sbox
+        by_slot: dict[tuple[str, int], Task] = {}
+        for s, slot, node in self.placements:
+            tid = swarm_id("task", s.name, slot)
+            cid = hex_id("container", s.name, slot, node)
+            t = Task(service=s.name, slot=slot, node=node, name=f"{s.name}.{slot}", task_id=tid,
+                     container_id=cid, netns=f"{self.p}{node}-{cid[:12]}")
+            t.ports = s.target_ports()
+            t.udp_ports = s.udp_ports()
+            t.dns_port = 32768 + int.from_bytes(_h("dns", s.name, slot)[:2], "big") % 28000
+            self.tasks.append(t)
+            by_slot[(s.name, slot)] = t
+        for n in self.overlay_names:
+            for s, slot, _node in self.placements:
+                if n in svc_nets(s):
+                    t = by_slot[(s.name, slot)]
+                    t.ips[n] = self.allocs[n].take()
+                    t.macs[n] = docker_mac(t.ips[n])
+        for t in self.tasks:
+            t.gw_ip = gw_alloc[t.node].take()
+        for t in self.tasks:
+            t.ips6 = {n: v6 for n, ip in t.ips.items() if (v6 := self.v6(n, ip))}
+
+    def v6(self, n: str, ip: str) -> str:
+        """The IPv6 address of the endpoint with IPv4 ``ip`` on a dual-stack overlay (same host offset), or ''."""
+        sub6 = self.nets[n].get("subnet6")
+        if not sub6:
+            return ""
+        off = int(ipaddress.IPv4Address(ip)) - int(ipaddress.IPv4Network(self.nets[n]["subnet"]).network_address)
+        return str(ipaddress.IPv6Network(sub6).network_address + off)
+
+    # ---------------------------------------------------------------- namespaces
+    def underlay(self) -> None:
+        spec, p = self.spec, self.p
+        und = Netns(name=f"{p}underlay", node="underlay", short="host", role="underlay")
+        und.interfaces.append(Iface("br0", "bridge", local_mac(spec.name, "underlay-br0"), spec.underlay_mtu,
+                                    capture=True))
+        self.nss.append(und)
+        client = Netns(name=f"{p}client", node="client", short="host", role="client")
+        client.interfaces.append(Iface("eth0", "veth", nic_mac(spec.client_ip), spec.underlay_mtu,
+                                       [f"{spec.client_ip}/{self.under_len}"], peer=(und.name, "vclient"),
+                                       capture=True))
+        und.interfaces.append(Iface("vclient", "veth", local_mac(spec.name, "vclient"), spec.underlay_mtu,
+                                    peer=(client.name, "eth0"), create_peer=True, bridge="br0"))
+        self.nss.append(client)
+        self.und, self.client = und, client
+
+    def ovl_short(self, n: str) -> str:
+        return "1-" + self.nets[n]["id"][:10]
+
+    def lb_short(self, n: str) -> str:
+        return "ingress_sbox" if n == "ingress" else "lb_" + self.nets[n]["id"][:9]
+
+    def node(self, node: str) -> None:
+        host = self.host_ns(node)
+        ovl = self.overlay_nss(node, host)
+        sb = self.sbox_ns(node, host, ovl)
+        lbns: dict[str, Netns] = {"ingress": sb}
+        lbns.update(self.lb_nss(node, ovl))
+        for t in [t for t in self.tasks if t.node == node]:
+            self.task_ns(node, t, host, ovl)
+        self.node_rules(node, host, lbns)
+
+    def host_ns(self, node: str) -> Netns:
+        spec, gwn = self.spec, self.gwn
+        nip = self.node_ips[node]
+        host = Netns(name=f"{self.p}{node}", node=node, short="host", role="host")
         host.interfaces.append(Iface("eth0", "veth", nic_mac(nip), spec.underlay_mtu,
-                                     [f"{nip}/{under_len}"], peer=(und.name, f"v{node}"), capture=True))
-        und.interfaces.append(Iface(f"v{node}", "veth", local_mac(spec.name, f"v{node}"), spec.underlay_mtu,
-                                    peer=(host.name, "eth0"), create_peer=True, bridge="br0"))
+                                     [f"{nip}/{self.under_len}"], peer=(self.und.name, f"v{node}"), capture=True))
+        self.und.interfaces.append(Iface(f"v{node}", "veth", local_mac(spec.name, f"v{node}"), spec.underlay_mtu,
+                                         peer=(host.name, "eth0"), create_peer=True, bridge="br0"))
         gw_ip = str(gwn.network_address + 1)
         host.interfaces.append(Iface("docker_gwbridge", "bridge", docker_random_mac(node, "gwbridge"),
                                      spec.underlay_mtu, [f"{gw_ip}/{gwn.prefixlen}"], network="docker_gwbridge"))
         host.sysctls.update({"net.ipv4.ip_forward": "1", "net.bridge.bridge-nf-call-iptables": "1"})
-        nss.append(host)
+        self.nss.append(host)
+        return host
 
-        # overlay namespaces (ingress + user overlays with tasks here)
+    def overlay_nss(self, node: str, host: Netns) -> dict[str, Netns]:
+        """The overlay namespaces (ingress + user overlays with tasks here): br0 + vxlan0."""
         ovl: dict[str, Netns] = {}
-        for n in overlay_names:
-            if node not in ov_nodes[n]:
+        for n in self.overlay_names:
+            if node not in self.ov_nodes[n]:
                 continue
-            netd = nets[n]
-            ov = Netns(name=f"{p}{node}-{ovl_short(n)}", node=node, short=ovl_short(n), role="overlay",
-                       network=n)
+            netd = self.nets[n]
+            ov = Netns(name=f"{self.p}{node}-{self.ovl_short(n)}", node=node, short=self.ovl_short(n),
+                       role="overlay", network=n)
             vmac = local_mac(node, n, "vxlan0")
-            ov.interfaces.append(Iface("br0", "bridge", vmac, spec.overlay_mtu,
-                                      [f"{netd['gateway']}/{prefixlen[n]}"], network=n, capture=True))
+            ov.interfaces.append(Iface("br0", "bridge", vmac, netd["mtu"],
+                                       [f"{netd['gateway']}/{self.prefixlen[n]}"], network=n, capture=True))
+            if netd.get("gateway6"):
+                ov.interfaces[-1].addresses6.append(f"{netd['gateway6']}/{_plen6(netd)}")
             tmp = f"vx-{netd['vni']:06x}-{netd['id'][:5]}"
-            ov.interfaces.append(Iface("vxlan0", "vxlan", vmac, spec.overlay_mtu, bridge="br0", network=n,
-                                      vxlan={"vni": netd["vni"], "port": port, "created_in": host.name,
-                                             "tmp_name": tmp},
-                                      capture=True))
+            ov.interfaces.append(Iface("vxlan0", "vxlan", vmac, netd["mtu"], bridge="br0", network=n,
+                                       vxlan={"vni": netd["vni"], "port": self.port, "created_in": host.name,
+                                              "tmp_name": tmp},
+                                       capture=True))
             ovl[n] = ov
-            nss.append(ov)
+            self.nss.append(ov)
+        return ovl
 
-        def attach(ns: Netns, ifname: str, n: str, ip: str, mac: str, capture: bool = False,
-                   _ovl: dict[str, Netns] = ovl) -> None:
-            _attach(_ovl[n], ns, ifname, n, ip, mac, spec.overlay_mtu, prefixlen[n], capture)
+    def attach(self, ovl: dict[str, Netns], ns: Netns, ifname: str, n: str, ip: str, mac: str,
+               capture: bool = False) -> None:
+        _attach(ovl[n], ns, ifname, n, ip, mac, self.nets[n]["mtu"], self.prefixlen[n], capture)
 
-        def attach_gw(ns: Netns, ifname: str, ip: str, key: str, _host: Netns = host, _node: str = node) -> None:
-            _attach_gw(_host, _node, ns, ifname, ip, key, spec.underlay_mtu, gwn,
-                       capture=(ifname == "eth1" and ns.role == "ingress_sbox"))
+    def attach_gw(self, host: Netns, node: str, ns: Netns, ifname: str, ip: str, key: str,
+                  capture: bool = False) -> None:
+        _attach_gw(host, node, ns, ifname, ip, key, self.spec.underlay_mtu, self.gwn, capture=capture)
 
-        # ingress_sbox
-        sb = Netns(name=f"{p}{node}-ingress_sbox", node=node, short="ingress_sbox", role="ingress_sbox",
+    def sbox_ns(self, node: str, host: Netns, ovl: dict[str, Netns]) -> Netns:
+        sb = Netns(name=f"{self.p}{node}-ingress_sbox", node=node, short="ingress_sbox", role="ingress_sbox",
                    network="ingress")
-        attach(sb, "eth0", "ingress", sbox_ip[node], docker_mac(sbox_ip[node]), capture=True)
-        for s in published:
-            sb.interfaces[-1].addresses.append(f"{vips[s.name]['ingress']}/32")
-        attach_gw(sb, "eth1", str(gwn.network_address + 2), "ingress-sbox")
+        self.attach(ovl, sb, "eth0", "ingress", self.sbox_ip[node], docker_mac(self.sbox_ip[node]), capture=True)
+        for s in self.published:
+            sb.interfaces[-1].addresses.append(f"{self.vips[s.name]['ingress']}/32")
+        self.attach_gw(host, node, sb, "eth1", str(self.gwn.network_address + 2), "ingress-sbox", capture=True)
         sb.sysctls.update({"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.send_redirects": "0",
                            "net.ipv4.vs.conntrack": "1", "net.ipv4.vs.conn_reuse_mode": "0",
                            "net.ipv4.vs.expire_nodest_conn": "1", "net.ipv4.vs.expire_quiescent_template": "1"})
-        nss.append(sb)
+        self.nss.append(sb)
+        return sb
 
-        # lb_<netid> namespaces
-        lbns: dict[str, Netns] = {"ingress": sb}
-        for n in overlay_names[1:]:
-            if node not in ov_nodes[n]:
+    def lb_nss(self, node: str, ovl: dict[str, Netns]) -> dict[str, Netns]:
+        """The ``lb_<netid>`` namespaces of the user overlays with tasks on ``node``."""
+        out: dict[str, Netns] = {}
+        for n in self.overlay_names[1:]:
+            if node not in self.ov_nodes[n]:
                 continue
-            lbn = Netns(name=f"{p}{node}-{lb_short(n)}", node=node, short=lb_short(n), role="lb", network=n)
-            ip = lb_ip[n][node]
-            attach(lbn, "eth0", n, ip, docker_mac(ip), capture=True)
-            for s, net in lb_order:
+            lbn = Netns(name=f"{self.p}{node}-{self.lb_short(n)}", node=node, short=self.lb_short(n), role="lb",
+                        network=n)
+            ip = self.lb_ip[n][node]
+            self.attach(ovl, lbn, "eth0", n, ip, docker_mac(ip), capture=True)
+            for s, net in self.lb_order:
                 if net == n and s.mode == "vip":
-                    lbn.interfaces[-1].addresses.append(f"{vips[s.name][n]}/32")
+                    lbn.interfaces[-1].addresses.append(f"{self.vips[s.name][n]}/32")
             lbn.sysctls.update({"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.send_redirects": "0",
                                 "net.ipv4.conf.eth0.send_redirects": "0",
                                 "net.ipv4.vs.conntrack": "1", "net.ipv4.vs.conn_reuse_mode": "0",
                                 "net.ipv4.vs.expire_nodest_conn": "1",
                                 "net.ipv4.vs.expire_quiescent_template": "1"})
-            lbns[n] = lbn
-            nss.append(lbn)
+            out[n] = lbn
+            self.nss.append(lbn)
+        return out
 
-        # tasks
-        for t in [t for t in tasks if t.node == node]:
-            s = next(x for x in svc_specs if x.name == t.service)
-            tn = Netns(name=t.netns, node=node, short=t.name, role="task", network=None)
-            tnets = svc_nets(s)
-            idx = 0
-            for n in tnets:
-                ifname = f"eth{idx}"
-                attach(tn, ifname, n, t.ips[n], t.macs[n], capture=True)
-                t.ifaces[n] = ifname
-                idx += 1
-                if idx == 1:
-                    attach_gw(tn, "eth1", t.gw_ip, f"gateway_{t.container_id[:12]}")
-                    t.ifaces["docker_gwbridge"] = "eth1"
-                    idx = 2
-            tn.sysctls.update({"net.ipv4.ip_unprivileged_port_start": "0",
-                               "net.ipv4.ping_group_range": "0 2147483647"})
-            tn.task = {"name": t.name, "service": t.service, "slot": t.slot, "task_id": t.task_id,
-                       "docker_name": f"{t.name}.{t.task_id}", "container_id": t.container_id,
-                       "ips": dict(t.ips), "ports": list(t.ports)}
-            _task_rules(tn, t, s)
-            nss.append(tn)
+    def task_ns(self, node: str, t: Task, host: Netns, ovl: dict[str, Netns]) -> None:
+        s = next(x for x in self.svc_specs if x.name == t.service)
+        tn = Netns(name=t.netns, node=node, short=t.name, role="task", network=None)
+        idx = 0
+        host_mode = bool(s.host_ports())
+        for n in svc_nets(s):
+            ifname = f"eth{idx}"
+            self.attach(ovl, tn, ifname, n, t.ips[n], t.macs[n], capture=True)
+            if n in t.ips6:
+                tn.interfaces[-1].addresses6.append(f"{t.ips6[n]}/{_plen6(self.nets[n])}")
+            t.ifaces[n] = ifname
+            idx += 1
+            if idx == 1:
+                self.attach_gw(host, node, tn, "eth1", t.gw_ip, f"gateway_{t.container_id[:12]}", host_mode)
+                t.ifaces["docker_gwbridge"] = "eth1"
+                idx = 2
+        if not svc_nets(s):  # host-mode only: docker_gwbridge is the task's only network
+            self.attach_gw(host, node, tn, "eth0", t.gw_ip, f"gateway_{t.container_id[:12]}", host_mode)
+            t.ifaces["docker_gwbridge"] = "eth0"
+        tn.sysctls.update({"net.ipv4.ip_unprivileged_port_start": "0",
+                           "net.ipv4.ping_group_range": "0 2147483647"})
+        tn.task = {"name": t.name, "service": t.service, "slot": t.slot, "task_id": t.task_id,
+                   "docker_name": f"{t.name}.{t.task_id}", "container_id": t.container_id,
+                   "ips": dict(t.ips), "ports": list(t.ports)}
+        if t.ips6:
+            tn.task["ips6"] = dict(t.ips6)
+        if t.udp_ports:
+            tn.task["udp_ports"] = list(t.udp_ports)
+        _task_rules(tn, t, s)
+        self.nss.append(tn)
 
-        # rules of host, sbox, lbs
-        _host_rules(host, published, sbox_ip=str(gwn.network_address + 2), gwsubnet=str(gwn))
+    def node_rules(self, node: str, host: Netns, lbns: dict[str, Netns]) -> None:
+        """Rules of the host, ingress_sbox and lb_ namespaces, and their load balancers."""
+        gwn = self.gwn
+        _host_rules(host, self.published, sbox_ip=str(gwn.network_address + 2), gwsubnet=str(gwn))
+        _host_mode_rules(host, [(t, s) for t in self.tasks if t.node == node
+                                for s in self.svc_specs if s.name == t.service and s.host_ports()])
         for n, lbn in lbns.items():
-            _lb_rules(lbn, n, nets[n]["subnet"], sbox_ip[node] if n == "ingress" else lb_ip[n][node],
-                      [s for s in svc_specs if s.mode == "vip" and n in svc_nets(s)], vips, marks[node], lb)
-            _lb_balancer(lbn, n, [s for s in svc_specs if s.mode == "vip" and n in svc_nets(s)], vips,
-                         marks[node], tasks, lb)
+            specs = [s for s in self.svc_specs if s.mode == "vip" and n in svc_nets(s)]
+            _lb_rules(lbn, n, self.nets[n]["subnet"], self.sbox_ip[node] if n == "ingress" else self.lb_ip[n][node],
+                      specs, self.vips, self.marks[node], self.lb)
+            _lb_balancer(lbn, n, specs, self.vips, self.marks[node], self.tasks, self.lb)
 
-    # ---- peers: fdb + neighbour entries for every remote endpoint on each overlay
-    endpoints: dict[str, list[tuple[str, str, str]]] = {n: [] for n in overlay_names}  # (node, ip, mac)
-    for node in node_names:
-        endpoints["ingress"].append((node, sbox_ip[node], docker_mac(sbox_ip[node])))
-    for n in overlay_names[1:]:
-        for node, ip in lb_ip[n].items():
-            endpoints[n].append((node, ip, docker_mac(ip)))
-    for t in tasks:
-        for n, ip in t.ips.items():
-            endpoints[n].append((t.node, ip, t.macs[n]))
-    for ns in nss:
-        if ns.role != "overlay":
-            continue
-        n = ns.network or ""
-        for node, ip, mac in endpoints[n]:
-            if node == ns.node:
+    # ---------------------------------------------------------------- peers, encryption, DNS
+    def peers(self) -> None:
+        """fdb + neighbour entries for every remote endpoint on each overlay."""
+        endpoints: dict[str, list[tuple[str, str, str]]] = {n: [] for n in self.overlay_names}  # (node, ip, mac)
+        for node in self.node_names:
+            endpoints["ingress"].append((node, self.sbox_ip[node], docker_mac(self.sbox_ip[node])))
+        for n in self.overlay_names[1:]:
+            for node, ip in self.lb_ip[n].items():
+                endpoints[n].append((node, ip, docker_mac(ip)))
+        for t in self.tasks:
+            for n, ip in t.ips.items():
+                endpoints[n].append((t.node, ip, t.macs[n]))
+        for ns in self.nss:
+            if ns.role != "overlay":
                 continue
-            ns.fdb.append(f"fdb add {mac} dev vxlan0 dst {node_ips[node]} self permanent")
-            ns.neigh.append(f"neigh add {ip} lladdr {mac} dev vxlan0 nud permanent")
-
-    # ---- DNS records per task: services on the task's user networks
-    dns: dict[str, dict[str, list[str]]] = {}
-    for t in tasks:
-        rec: dict[str, list[str]] = {}
-        for n in t.ips:
-            if n == "ingress":
-                continue
-            for s in svc_specs:
-                if n not in s.networks:
+            for node, ip, mac in endpoints[ns.network or ""]:
+                if node == ns.node:
                     continue
-                tips = [x.ips[n] for x in tasks if x.service == s.name]
-                if s.mode == "vip":
-                    rec.setdefault(s.name, []).append(vips[s.name][n])
-                else:
-                    rec.setdefault(s.name, []).extend(tips)
-                rec.setdefault(f"tasks.{s.name}", []).extend(tips)
-        dns[t.name] = rec
+                ns.fdb.append(f"fdb add {mac} dev vxlan0 dst {self.node_ips[node]} self permanent")
+                ns.neigh.append(f"neigh add {ip} lladdr {mac} dev vxlan0 nud permanent")
+                if ip6 := self.v6(ns.network or "", ip):
+                    ns.neigh.append(f"neigh add {ip6} lladdr {mac} dev vxlan0 nud permanent")
 
-    # ---- status pieces
-    services = []
-    for s in svc_specs:
-        sid = swarm_id("service", s.name)
-        services.append({
-            "name": s.name, "id": sid, "mode": s.mode, "replicas": s.replicas, "networks": svc_nets(s),
-            "vips": dict(vips[s.name]),
-            "fwmarks": {node: dict(marks[node].get(s.name, {})) for node in node_names},
-            "published": [{"published": x.published, "target": x.target, "protocol": x.protocol}
-                          for x in s.publish],
+    def encryption(self) -> None:
+        """Encrypted overlays: per node pair ESP states + out policy, per VNI the mark/drop/accept rules."""
+        enc = [o for o in self.spec.overlays if o.encrypted]
+        if not enc:
+            return
+        tag = int.from_bytes(_h("keytag", self.spec.name)[:4], "big")
+        hosts = {ns.node: ns for ns in self.nss if ns.role == "host"}
+        for node, host in hosts.items():
+            peers = sorted({m for o in enc if node in self.ov_nodes[o.name] for m in self.ov_nodes[o.name]
+                            if m != node}, key=self.node_names.index)
+            for peer in peers:
+                states, pol = pair_sas(self.node_ips[node], self.node_ips[peer], self.port, tag)
+                host.xfrm_states += states
+                host.xfrm_policies.append(pol)
+            if not peers:
+                continue
+            if self.esp == "userspace":
+                _esp_tun(host, self.spec.underlay_mtu)
+            for o in enc:
+                if node in self.ov_nodes[o.name]:
+                    _encryption_rules(host, self.port, o.vni, self.spec.vni_match, self.esp)
+
+    def dns(self) -> dict[str, dict[str, list[str]]]:
+        """Records per task: the services on the task's user networks (VIP, or the tasks for dnsrr)."""
+        dns: dict[str, dict[str, list[str]]] = {}
+        for t in self.tasks:
+            rec: dict[str, list[str]] = {}
+            for n in t.ips:
+                if n == "ingress":
+                    continue
+                for s in self.svc_specs:
+                    if n not in s.networks:
+                        continue
+                    tips = [x.ips[n] for x in self.tasks if x.service == s.name]
+                    if s.mode == "vip":
+                        rec.setdefault(s.name, []).append(self.vips[s.name][n])
+                    else:
+                        rec.setdefault(s.name, []).extend(tips)
+                    rec.setdefault(f"tasks.{s.name}", []).extend(tips)
+            dns[t.name] = rec
+        return dns
+
+    # ---------------------------------------------------------------- status pieces
+    def status_pieces(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]],
+                                     list[dict[str, Any]]]:
+        services = [self.service_json(s) for s in self.svc_specs]
+        nodes = [{"name": node, "underlay_ip": self.node_ips[node], "mac": nic_mac(self.node_ips[node]),
+                  "ingress_ip": self.sbox_ip[node], "gwbridge_ip": str(self.gwn.network_address + 1),
+                  "lb_ips": {n: self.lb_ip[n][node] for n in self.overlay_names[1:] if node in self.lb_ip[n]}}
+                 for node in self.node_names]
+        clients = [{"name": "client", "ip": self.spec.client_ip, "mac": nic_mac(self.spec.client_ip),
+                    "netns": self.client.name}]
+        netlist = [self.nets[n] for n in self.overlay_names] + [self.nets["docker_gwbridge"]]
+        for n in self.overlay_names:
+            self.nets[n]["nodes"] = list(self.ov_nodes[n])
+        return services, nodes, clients, netlist
+
+    def service_json(self, s: ServiceSpec) -> dict[str, Any]:
+        nets = svc_nets(s)
+
+        def backend(t: Task) -> dict[str, Any]:
+            first = nets[0] if nets else None
+            b = {"task": t.name, "node": t.node, "netns": t.netns,
+                 "ip": t.ips[first] if first else t.gw_ip, "mac": t.macs[first] if first else docker_mac(t.gw_ip),
+                 "ips": dict(t.ips), "macs": dict(t.macs), "container_id": t.container_id, "task_id": t.task_id}
+            if s.host_ports():
+                b["gwbridge_ip"] = t.gw_ip
+            if t.ips6:
+                b["ips6"] = dict(t.ips6)
+            return b
+
+        out: dict[str, Any] = {
+            "name": s.name, "id": swarm_id("service", s.name), "mode": s.mode, "replicas": s.replicas,
+            "networks": nets, "vips": dict(self.vips[s.name]),
+            "fwmarks": {node: dict(self.marks[node].get(s.name, {})) for node in self.node_names},
+            "published": [_published_json(x) for x in s.publish],
             "target_ports": s.target_ports(),
-            "backends": [{"task": t.name, "node": t.node, "netns": t.netns,
-                          "ip": t.ips[svc_nets(s)[0]], "mac": t.macs[svc_nets(s)[0]],
-                          "ips": dict(t.ips), "macs": dict(t.macs), "container_id": t.container_id,
-                          "task_id": t.task_id}
-                         for t in tasks if t.service == s.name],
-        })
-    nodes = [{"name": node, "underlay_ip": node_ips[node], "mac": nic_mac(node_ips[node]),
-              "ingress_ip": sbox_ip[node], "gwbridge_ip": str(gwn.network_address + 1),
-              "lb_ips": {n: lb_ip[n][node] for n in overlay_names[1:] if node in lb_ip[n]}}
-             for node in node_names]
-    clients = [{"name": "client", "ip": spec.client_ip, "mac": nic_mac(spec.client_ip), "netns": client.name}]
-    netlist = [nets[n] for n in overlay_names] + [nets["docker_gwbridge"]]
-    for n in overlay_names:
-        nets[n]["nodes"] = list(ov_nodes[n])
-    for ns in nss:  # there is no IPv6 in the routing mesh
-        ns.sysctls = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1",
-                      **ns.sysctls}
-    return Plan(spec=spec, lb=lb, namespaces=nss, networks=netlist, services=services, tasks=tasks,
-                nodes=nodes, clients=clients, dns=dns)
+            "backends": [backend(t) for t in self.tasks if t.service == s.name]}
+        if s.udp_ports():
+            out["udp_ports"] = s.udp_ports()
+        return out
+
+
+def _v6_sysctls(ns: Netns) -> dict[str, str]:
+    """Dual-stack overlays: IPv6 on the interfaces that carry an IPv6 address only, without link-local
+    addresses, router advertisements or DAD (quiet captures); off everywhere else."""
+    v6 = [i for i in ns.interfaces if i.addresses6]
+    if not v6:
+        return {}
+    out = {"net.ipv6.conf.all.disable_ipv6": "0"}
+    v6 += [i for i in ns.interfaces if i.kind == "vxlan"]  # its permanent IPv6 neighbours answer ND (proxy)
+    for i in ns.interfaces:
+        out[f"net.ipv6.conf.{i.name}.disable_ipv6"] = "0" if i in v6 else "1"
+    for i in v6:
+        out.update({f"net.ipv6.conf.{i.name}.addr_gen_mode": "1", f"net.ipv6.conf.{i.name}.accept_ra": "0",
+                    f"net.ipv6.conf.{i.name}.accept_dad": "0"})
+    return out
+
+
+def _plen6(netd: dict[str, Any]) -> int:
+    return ipaddress.IPv6Network(netd["subnet6"]).prefixlen
+
+
+def _published_json(x: PortSpec) -> dict[str, Any]:
+    d: dict[str, Any] = {"published": x.published, "target": x.target, "protocol": x.protocol}
+    if x.mode != "ingress":
+        d["mode"] = x.mode
+    return d
 
 
 def _attach(o: Netns, ns: Netns, ifname: str, n: str, ip: str, mac: str, mtu: int, plen: int,
@@ -572,10 +729,10 @@ def _host_rules(ns: Netns, published: list[ServiceSpec], sbox_ip: str, gwsubnet:
           Rule("nat", "POSTROUTING", ["-s", gwsubnet, "!", "-o", "docker_gwbridge", "-j", "MASQUERADE"]),
           Rule("nat", "DOCKER", ["-i", "docker_gwbridge", "-j", "RETURN"])]
     for s in published:
-        for pt in s.publish:
+        for pt in s.ingress_ports():
             R.append(Rule("nat", "DOCKER-INGRESS", ["-p", pt.protocol, "-m", pt.protocol, "--dport", str(pt.published),
                                                     "-j", "DNAT", "--to-destination", f"{sbox_ip}:{pt.published}"],
-                          f"dnat:{pt.published}"))
+                          port_tag("dnat", pt)))
     R.append(Rule("nat", "DOCKER-INGRESS", ["-j", "RETURN"]))
     R += [Rule("filter", "FORWARD", ["-j", "DOCKER-USER"]),
           Rule("filter", "FORWARD", ["-j", "DOCKER-INGRESS"]),
@@ -586,13 +743,13 @@ def _host_rules(ns: Netns, published: list[ServiceSpec], sbox_ip: str, gwsubnet:
           Rule("filter", "FORWARD", ["-i", "docker_gwbridge", "!", "-o", "docker_gwbridge", "-j", "ACCEPT"]),
           Rule("filter", "FORWARD", ["-i", "docker_gwbridge", "-o", "docker_gwbridge", "-j", "DROP"])]
     for s in published:
-        for pt in s.publish:
+        for pt in s.ingress_ports():
             pr = pt.protocol
             R.append(Rule("filter", "DOCKER-INGRESS", ["-p", pr, "-m", pr, "--dport", str(pt.published),
-                                                       "-j", "ACCEPT"], f"accept:{pt.published}"))
+                                                       "-j", "ACCEPT"], port_tag("accept", pt)))
             R.append(Rule("filter", "DOCKER-INGRESS", ["-p", pr, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
                                                        "-m", pr, "--sport", str(pt.published), "-j", "ACCEPT"],
-                          f"accept:{pt.published}"))
+                          port_tag("accept", pt)))
     R += [Rule("filter", "DOCKER-INGRESS", ["-j", "RETURN"]),
           Rule("filter", "DOCKER-ISOLATION-STAGE-1", ["-i", "docker_gwbridge", "!", "-o", "docker_gwbridge",
                                                       "-j", "DOCKER-ISOLATION-STAGE-2"]),
@@ -623,7 +780,7 @@ def _lb_rules(ns: Netns, network: str, subnet: str, lb_ip: str, services: list[S
     R = ns.rules
     if network == "ingress":
         for s in services:
-            for pt in s.publish:
+            for pt in s.ingress_ports():
                 R.append(Rule("mangle", "PREROUTING", ["-p", pt.protocol, "-m", pt.protocol, "--dport",
                                                        str(pt.published), "-j", "MARK", "--set-xmark",
                                                        _mark(marks[s.name][network])], f"mark:{s.name}"))
@@ -683,29 +840,76 @@ def lb_nft(p: Plan, ns: Netns, exclude: frozenset[str]) -> str:
     return tmp.ipvs if p.lb == "ipvs" else tmp.nft
 
 
+def port_tag(kind: str, pt: PortSpec) -> str:
+    """Fault-hook tag of a per-port rule: ``dnat:9090`` (tcp), ``dnat:5300/udp``."""
+    return f"{kind}:{pt.published}" + ("" if pt.protocol == "tcp" else f"/{pt.protocol}")
+
+
 def _task_rules(ns: Netns, t: Task, s: ServiceSpec) -> None:
     """Task container: nat PREROUTING REDIRECT, filter INPUT/OUTPUT (published ports), embedded DNS NAT."""
     R = ns.rules
-    if s.publish:
+    ports = s.ingress_ports()
+    if ports:
         ip = t.ips["ingress"]
-        for pt in s.publish:
+        for pt in ports:
             pr = pt.protocol
             R.append(Rule("nat", "PREROUTING", ["-d", f"{ip}/32", "-p", pr, "-m", pr, "--dport", str(pt.published),
                                                 "-j", "REDIRECT", "--to-ports", str(pt.target)],
-                          f"redirect:{pt.published}"))
-        for pt in s.publish:
+                          port_tag("redirect", pt)))
+        for pt in ports:
             pr = pt.protocol
             R.append(Rule("filter", "INPUT", ["-d", f"{ip}/32", "-p", pr, "-m", pr, "--dport", str(pt.target),
                                               "-m", "conntrack", "--ctstate", "NEW,ESTABLISHED", "-j", "ACCEPT"]))
         for pr in ("sctp", "udp", "tcp"):
             R.append(Rule("filter", "INPUT", ["-d", f"{ip}/32", "-p", pr, "-j", "DROP"]))
-        for pt in s.publish:
+        for pt in ports:
             pr = pt.protocol
             R.append(Rule("filter", "OUTPUT", ["-s", f"{ip}/32", "-p", pr, "-m", pr, "--sport", str(pt.target),
                                                "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "ACCEPT"]))
         for pr in ("sctp", "udp", "tcp"):
             R.append(Rule("filter", "OUTPUT", ["-s", f"{ip}/32", "-p", pr, "-j", "DROP"]))
     _dns_rules(ns, t.dns_port)
+
+
+def _host_mode_rules(ns: Netns, tasks: list[tuple[Task, ServiceSpec]]) -> None:
+    """Host-mode ports of the tasks on this node: the bridge driver's port mapping on docker_gwbridge
+    (``iptables.ChainInfo.Forward``): nat DOCKER DNAT, filter DOCKER ACCEPT, nat POSTROUTING MASQUERADE."""
+    br = "docker_gwbridge"
+    for t, s in tasks:
+        for pt in s.host_ports():
+            pr, dst = pt.protocol, t.gw_ip
+            ns.rules.append(Rule("nat", "DOCKER", ["!", "-i", br, "-p", pr, "-m", pr, "--dport", str(pt.published),
+                                                   "-j", "DNAT", "--to-destination", f"{dst}:{pt.target}"],
+                                 port_tag("hostdnat", pt)))
+            ns.rules.append(Rule("filter", "DOCKER", ["-d", f"{dst}/32", "!", "-i", br, "-o", br, "-p", pr, "-m", pr,
+                                                      "--dport", str(pt.target), "-j", "ACCEPT"],
+                                 port_tag("hostaccept", pt)))
+            ns.rules.append(Rule("nat", "POSTROUTING", ["-s", f"{dst}/32", "-d", f"{dst}/32", "-p", pr, "-m", pr,
+                                                        "--dport", str(pt.target), "-j", "MASQUERADE"]))
+
+
+ESP_TUN = "esp0"
+ESP_TABLE = 53444
+
+
+def _esp_tun(ns: Netns, mtu: int) -> None:
+    """Userspace ESP: the TUN device its process reads, and the policy route of marked VXLAN into it."""
+    ns.interfaces.append(Iface(ESP_TUN, "tun", "", mtu))
+    ns.ip_extra += [f"rule add fwmark {MARK:#x} lookup {ESP_TABLE}", f"route add default dev {ESP_TUN} table {ESP_TABLE}"]
+
+
+def _encryption_rules(ns: Netns, port: int, vni: int, kind: str, esp: str) -> None:
+    """Docker's per-VNI rules of an encrypted overlay (host namespace): mark cleartext-to-be VXLAN for the
+    IPsec policy; drop VXLAN of this VNI that arrives without IPsec, accept it with IPsec. With userspace
+    ESP, "arrived through IPsec" is "came out of esp0" (no secpath to match)."""
+    match = vni_match(port, vni, kind)
+    ns.rules.append(Rule("mangle", "OUTPUT", [*match, "-j", "MARK", "--set-xmark", f"{MARK:#x}/0xffffffff"],
+                         f"espmark:{vni}"))
+    via = ["!", "-i", ESP_TUN] if esp == "userspace" else []
+    ns.rules.insert(0, Rule("filter", "INPUT", ["-m", "policy", "--dir", "in", "--pol", "none", *via, *match,
+                                                "-j", "DROP"], f"espdrop:{vni}"))
+    accept = ["-i", ESP_TUN] if esp == "userspace" else ["-m", "policy", "--dir", "in", "--pol", "ipsec"]
+    ns.rules.append(Rule("filter", "INPUT", [*accept, *match, "-j", "ACCEPT"], f"espaccept:{vni}"))
 
 
 def iptables_restore_text(ns: Netns) -> str:

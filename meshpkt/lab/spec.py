@@ -34,32 +34,55 @@ DEFAULT_NODE_IPS = ("10.211.55.10", "10.211.55.18", "10.211.55.22")
 
 @dataclass(frozen=True)
 class PortSpec:
-    """One published port: ``published`` on every node -> ``target`` inside each task."""
+    """One published port: ``published`` on every node -> ``target`` inside each task.
+
+    ``mode`` is ``ingress`` (the routing mesh: every node DNATs to ingress_sbox) or ``host`` (only the
+    nodes running a task publish it, DNAT straight to the task's docker_gwbridge address)."""
 
     published: int
     target: int
     protocol: str = "tcp"
+    mode: str = "ingress"
 
     @classmethod
     def parse(cls, text: str) -> PortSpec:
-        """Parse ``P:T`` or ``P:T/tcp`` (``--publish`` syntax)."""
+        """Parse ``P:T``, ``P:T/udp`` or Docker's long syntax ``mode=host,published=P,target=T,protocol=udp``."""
+        if "=" in str(text):
+            return cls._parse_long(str(text))
         m = re.fullmatch(r"\s*(\d+):(\d+)(?:/(tcp|udp))?\s*", str(text))
         if not m:
-            raise UsageError(f"bad published port {text!r}: expected PUBLISHED:TARGET, e.g. 9090:80")
+            raise UsageError(f"bad published port {text!r}: expected PUBLISHED:TARGET[/udp], e.g. 9090:80")
         port = cls(int(m.group(1)), int(m.group(2)), m.group(3) or "tcp")
         port.check()
         return port
 
+    @classmethod
+    def _parse_long(cls, text: str) -> PortSpec:
+        kv: dict[str, str] = {}
+        for item in text.split(","):
+            k, sep, v = item.strip().partition("=")
+            if not sep or k not in ("mode", "published", "target", "protocol"):
+                raise UsageError(f"bad published port {text!r}: expected mode=,published=,target=,protocol=")
+            kv[k] = v
+        try:
+            port = cls(int(kv["published"]), int(kv["target"]), kv.get("protocol", "tcp"), kv.get("mode", "ingress"))
+        except (KeyError, ValueError):
+            raise UsageError(f"bad published port {text!r}: published= and target= must be numbers") from None
+        port.check()
+        return port
+
     def check(self) -> None:
-        """Raise UsageError if a port is out of range or the protocol is unsupported."""
+        """Raise UsageError if a port is out of range or the protocol/mode is unsupported."""
         for p in (self.published, self.target):
-            if not 1 <= p <= 65535:
+            if not isinstance(p, int) or not 1 <= p <= 65535:
                 raise UsageError(f"port {p} out of range 1-65535")
-        if self.protocol != "tcp":
-            raise UsageError(f"published {self.protocol} ports are not supported by the lab (tcp only)")
+        if self.protocol not in ("tcp", "udp"):
+            raise UsageError(f"published {self.protocol} ports are not supported by the lab (tcp or udp)")
+        if self.mode not in ("ingress", "host"):
+            raise UsageError(f"publish mode {self.mode!r}: choose ingress or host")
 
     def __str__(self) -> str:
-        return f"{self.published}:{self.target}/{self.protocol}"
+        return f"{self.published}:{self.target}/{self.protocol}" + ("" if self.mode == "ingress" else " (host)")
 
 
 @dataclass(frozen=True)
@@ -69,6 +92,11 @@ class NetworkSpec:
     name: str = "my-overlay"
     subnet: str = "10.0.1.0/24"
     vni: int = 4097
+    encrypted: bool = False
+    """``--opt encrypted``: IPsec ESP (transport mode) between every pair of nodes for this VNI."""
+    subnet6: str = ""
+    """``--ipv6 --subnet <v6>``: a dual-stack overlay; tasks get an IPv6 address too (no IPv6 VIPs: the
+    routing mesh and the load balancers stay IPv4, as in Swarm)."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +111,22 @@ class ServiceSpec:
     port: int = 80
     """Port the task's HTTP server listens on when nothing is published (internal services)."""
 
+    def ingress_ports(self) -> list[PortSpec]:
+        """Ports published through the routing mesh (the service joins ``ingress``)."""
+        return [p for p in self.publish if p.mode == "ingress"]
+
+    def host_ports(self) -> list[PortSpec]:
+        """Ports published in host mode (on the nodes running a task only)."""
+        return [p for p in self.publish if p.mode == "host"]
+
     def target_ports(self) -> list[int]:
-        """The ports the task servers listen on."""
-        ports = sorted({p.target for p in self.publish})
+        """The TCP ports the task's HTTP servers listen on (``port`` when no TCP port is published)."""
+        ports = sorted({p.target for p in self.publish if p.protocol == "tcp"})
         return ports or [self.port]
+
+    def udp_ports(self) -> list[int]:
+        """The UDP ports the task answers datagrams on (its published UDP targets)."""
+        return sorted({p.target for p in self.publish if p.protocol == "udp"})
 
 
 def _default_services() -> tuple[ServiceSpec, ...]:
@@ -113,6 +153,8 @@ class LabSpec:
     gwbridge_subnet: str = "172.18.0.0/16"
     overlay_mtu: int = 1450
     fwmark_base: int = 0x100
+    vni_match: str = "u32"
+    """How the encrypted-overlay rules match a VNI: ``u32`` (Docker <= 23) or ``bpf`` (Docker >= 24)."""
     overlays: tuple[NetworkSpec, ...] = (NetworkSpec(),)
     services: tuple[ServiceSpec, ...] = field(default_factory=_default_services)
 
@@ -234,16 +276,27 @@ class LabSpec:
             for nb in nets[i + 1:] + [under]:
                 if na.overlaps(nb):
                     raise UsageError(f"subnets {na} and {nb} overlap")
+        try:
+            v6 = [ipaddress.IPv6Network(o.subnet6) for o in self.overlays if o.subnet6]
+        except ValueError as exc:
+            raise UsageError(f"bad IPv6 subnet in lab spec: {exc}") from None
+        if any(n.prefixlen > 120 for n in v6) or any(a.overlaps(b) for i, a in enumerate(v6) for b in v6[i + 1:]):
+            raise UsageError("IPv6 subnets must be at most /120 and must not overlap")
         vnis = [self.ingress_vni] + [o.vni for o in self.overlays]
         if len(set(vnis)) != len(vnis) or not all(1 <= v < 1 << 24 for v in vnis):
             raise UsageError("VNIs must be distinct and in 1..16777215")
+        if self.vni_match not in ("u32", "bpf"):
+            raise UsageError(f"vni_match must be u32 or bpf, got {self.vni_match!r}")
         onames = [o.name for o in self.overlays]
         if len(set(onames)) != len(onames) or {"ingress", "docker_gwbridge"} & set(onames):
             raise UsageError("overlay network names must be distinct and not ingress/docker_gwbridge")
+        self._check_services(onames)
+
+    def _check_services(self, onames: list[str]) -> None:
         snames = [s.name for s in self.services]
         if len(set(snames)) != len(snames):
             raise UsageError("service names must be distinct")
-        published: set[int] = set()
+        published: set[tuple[int, str]] = set()
         for s in self.services:
             if not _SERVICE_RE.match(s.name):
                 raise UsageError(f"bad service name {s.name!r}")
@@ -251,15 +304,17 @@ class LabSpec:
                 raise UsageError(f"service {s.name}: replicas must be 0..64")
             if s.mode not in ("vip", "dnsrr"):
                 raise UsageError(f"service {s.name}: mode must be vip or dnsrr")
-            if s.mode == "dnsrr" and s.publish:
+            if s.mode == "dnsrr" and s.ingress_ports():
                 raise UsageError(f"service {s.name}: dnsrr cannot be combined with ingress-published ports")
             if not s.publish and not s.networks:
                 raise UsageError(f"service {s.name}: needs a published port or a network")
+            if s.host_ports() and s.replicas > self.nodes:
+                raise UsageError(f"service {s.name}: host-mode ports need replicas <= nodes (one task per node)")
             for n in s.networks:
                 if n not in onames:
                     raise UsageError(f"service {s.name}: unknown network {n!r}")
             for p in s.publish:
                 p.check()
-                if p.published in published:
-                    raise UsageError(f"published port {p.published} used twice")
-                published.add(p.published)
+                if (p.published, p.protocol) in published:
+                    raise UsageError(f"published port {p.published}/{p.protocol} used twice")
+                published.add((p.published, p.protocol))

@@ -8,9 +8,9 @@
 """
 
 from meshpkt.layers.swarm import (
-    SEED_SYN,
-    SEED_SYNACK,
-    SEED_TOPOLOGY,
+    EXAMPLE_SYN,
+    EXAMPLE_SYNACK,
+    EXAMPLE_TOPOLOGY,
     Hop,
     IngressTopology,
     TcpSegment,
@@ -31,7 +31,7 @@ from meshpkt.layers.vxlan import VXLAN, VXLAN_PORT, bind_vxlan_port, bound_vxlan
 
 __all__ = [
     "VXLAN", "VXLAN_PORT", "bind_vxlan_port", "bound_vxlan_ports",
-    "SEED_SYN", "SEED_SYNACK", "SEED_TOPOLOGY", "Hop", "IngressTopology", "TcpSegment",
+    "EXAMPLE_SYN", "EXAMPLE_SYNACK", "EXAMPLE_TOPOLOGY", "Hop", "IngressTopology", "TcpSegment",
     "client_to_node", "ingress_path", "node_to_client", "node_to_sbox", "sbox_to_node", "sbox_to_task",
     "swarm_mac", "task_redirected", "task_to_sbox", "vxlan_src_port", "vxlan_underlay", "with_segment",
 ]

@@ -1,7 +1,7 @@
 """Frames of Docker Swarm's ingress routing mesh, hop by hop.
 
-One TCP segment from an outside client to a published port crosses these hops (seed 001,
-section 7; ``/work/shared/swarm-mesh-reference.md``)::
+One TCP segment from an outside client to a published port crosses these hops (the ingress stages of
+:mod:`meshpkt.mesh.path`; addresses of the reference capture of a 3-node cluster)::
 
     client_to_node    client 10.211.55.2:51883 -> node 10.211.55.10:9090       (node's eth0)
     node_to_sbox      client 10.211.55.2:51883 -> 172.18.0.2:9090              (docker_gwbridge, after DNAT)
@@ -14,12 +14,12 @@ and the reply retraces them (:func:`task_to_sbox`, :func:`vxlan_underlay` the ot
 :func:`sbox_to_node`, :func:`node_to_client`). NAT rewrites addresses and ports only: the
 TCP sequence/ack numbers, options (timestamps), IP id and payload are the same on every hop,
 which :func:`ingress_path` reproduces. The TTL drops by one where the node routes the
-packet (host -> docker_gwbridge); IPVS in the sbox does not decrement it (seed 001 shows
-ttl 63 on both sides of the sbox).
+packet (host -> docker_gwbridge); IPVS in the sbox does not decrement it (the reference
+capture shows ttl 63 on both sides of the sbox).
 
-Every address, port, VNI and MAC is an argument; the defaults are seed 001's values
-(3-node CentOS 7 cluster; the client's and docker_gwbridge's MACs are not in the seed and
-are made up). Builders return scapy packets; ``bytes(pkt)`` gives the wire bytes with
+Every address, port, VNI and MAC is an argument; the defaults are the reference capture's
+values (3-node CentOS 7 cluster; the client's and docker_gwbridge's MACs are not in it and are
+made up). Builders return scapy packets; ``bytes(pkt)`` gives the wire bytes with
 correct lengths and checksums.
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -37,11 +37,13 @@ from scapy.packet import Packet, Raw
 
 from meshpkt.errors import UsageError
 from meshpkt.layers.vxlan import VXLAN, VXLAN_PORT
+from meshpkt.mesh.addr import docker_mac, mac_str
+from meshpkt.mesh.path import PathKind, stages
 
-# --- seed 001 values -------------------------------------------------------------------
+# --- reference capture values -------------------------------------------------------------------
 CLIENT_IP = "10.211.55.2"
 CLIENT_PORT = 51883
-CLIENT_MAC = "00:1c:42:00:00:18"  # not in the seed (Parallels host side); made up
+CLIENT_MAC = "00:1c:42:00:00:18"  # not in the capture (Parallels host side); made up
 NODE_IP = "10.211.55.10"  # centos7-10, where the request enters
 NODE_MAC = "00:1c:42:ae:b6:41"  # centos7-10 enp0s5
 TASK_NODE_IP = "10.211.55.18"  # centos7-18, where the chosen task runs
@@ -54,10 +56,10 @@ SBOX_GW_MAC = "02:42:ac:12:00:02"
 SBOX_OVERLAY_IP = "10.0.0.2"  # ingress_sbox eth0 on the ingress overlay (SNAT source)
 TASK_IP = "10.0.0.20"
 VNI = 4096
-UNDERLAY_SPORT = 45803  # seed: 10.211.55.10.45803 > 10.211.55.18.4789
-UNDERLAY_REPLY_SPORT = 38329  # seed: 10.211.55.18.38329 > 10.211.55.10.4789
+UNDERLAY_SPORT = 45803  # captured: 10.211.55.10.45803 > 10.211.55.18.4789
+UNDERLAY_REPLY_SPORT = 38329  # captured: 10.211.55.18.38329 > 10.211.55.10.4789
 
-# TCP options of the seed's handshake (macOS client SYN, nginx SYN-ACK)
+# TCP options of the captured handshake (macOS client SYN, nginx SYN-ACK)
 SYN_OPTIONS: list[tuple[str, Any]] = [
     ("MSS", 1460), ("NOP", None), ("WScale", 6), ("NOP", None), ("NOP", None),
     ("Timestamp", (1319360275, 0)), ("SAckOK", b""), ("EOL", None),
@@ -73,18 +75,14 @@ def swarm_mac(ip: str | int) -> str:
     >>> swarm_mac("10.0.0.20")
     '02:42:0a:00:00:14'
     """
-    try:
-        raw = ipaddress.IPv4Address(ip).packed
-    except ValueError as exc:
-        raise UsageError(f"not an IPv4 address: {ip!r}") from exc
-    return "02:42:" + ":".join(f"{b:02x}" for b in raw)
+    return mac_str(docker_mac(ip))
 
 
 @dataclass(frozen=True)
 class TcpSegment:
     """What NAT leaves alone: the TCP segment's numbers, options, payload and IP id.
 
-    Defaults are the seed's SYN (flags SYN+ECE+CWR, shown by tcpdump as ``[SEW]``).
+    Defaults are the reference capture's SYN (flags SYN+ECE+CWR, shown by tcpdump as ``[SEW]``).
     """
 
     flags: str | int = "SEC"
@@ -108,12 +106,12 @@ class TcpSegment:
         return IP(src=src, dst=dst, ttl=ttl, id=self.ip_id, flags="DF" if self.df else 0, tos=self.tos)
 
 
-SEED_SYN = TcpSegment()
-"""The seed's SYN as the client sends it."""
+EXAMPLE_SYN = TcpSegment()
+"""The client's SYN of the reference capture (docs/architecture.md#reference-capture), as sent."""
 
-SEED_SYNACK = TcpSegment(flags="SAE", seq=3176725104, ack=1488146504, window=27960,
+EXAMPLE_SYNACK = TcpSegment(flags="SAE", seq=3176725104, ack=1488146504, window=27960,
                          options=list(SYNACK_OPTIONS))
-"""The seed's SYN-ACK as the task sends it."""
+"""The task's SYN-ACK of the reference capture, as sent."""
 
 
 def _frame(src_mac: str, dst_mac: str, seg: TcpSegment, src: str, sport: int, dst: str, dport: int,
@@ -122,14 +120,14 @@ def _frame(src_mac: str, dst_mac: str, seg: TcpSegment, src: str, sport: int, ds
 
 
 # --- request hops ------------------------------------------------------------------------
-def client_to_node(seg: TcpSegment = SEED_SYN, *, client: str = CLIENT_IP, client_port: int = CLIENT_PORT,
+def client_to_node(seg: TcpSegment = EXAMPLE_SYN, *, client: str = CLIENT_IP, client_port: int = CLIENT_PORT,
                    node: str = NODE_IP, published_port: int = PUBLISHED_PORT, client_mac: str = CLIENT_MAC,
                    node_mac: str = NODE_MAC, ttl: int = 64) -> Packet:
     """Hop 1, on the node's NIC: client -> node address : published port."""
     return _frame(client_mac, node_mac, seg, client, client_port, node, published_port, ttl)
 
 
-def node_to_sbox(seg: TcpSegment = SEED_SYN, *, client: str = CLIENT_IP, client_port: int = CLIENT_PORT,
+def node_to_sbox(seg: TcpSegment = EXAMPLE_SYN, *, client: str = CLIENT_IP, client_port: int = CLIENT_PORT,
                  sbox_gw: str = SBOX_GW_IP, published_port: int = PUBLISHED_PORT,
                  gwbridge_mac: str = GWBRIDGE_MAC, sbox_gw_mac: str = SBOX_GW_MAC, ttl: int = 63) -> Packet:
     """Hop 2, on docker_gwbridge / ingress_sbox eth1: after the host's DNAT to the sbox.
@@ -139,7 +137,7 @@ def node_to_sbox(seg: TcpSegment = SEED_SYN, *, client: str = CLIENT_IP, client_
     return _frame(gwbridge_mac, sbox_gw_mac, seg, client, client_port, sbox_gw, published_port, ttl)
 
 
-def sbox_to_task(seg: TcpSegment = SEED_SYN, *, sbox_ip: str = SBOX_OVERLAY_IP, sport: int = CLIENT_PORT,
+def sbox_to_task(seg: TcpSegment = EXAMPLE_SYN, *, sbox_ip: str = SBOX_OVERLAY_IP, sport: int = CLIENT_PORT,
                  task: str = TASK_IP, published_port: int = PUBLISHED_PORT, sbox_mac: str | None = None,
                  task_mac: str | None = None, ttl: int = 63) -> Packet:
     """Hop 3, on the overlay (sbox eth0, br0, vxlan0, the task's eth0): after IPVS + SNAT.
@@ -193,7 +191,7 @@ def vxlan_underlay(inner: Packet | bytes, vtep_src: str = NODE_IP, vtep_dst: str
             / udp / VXLAN(vni=vni) / inner_pkt)
 
 
-def task_redirected(seg: TcpSegment = SEED_SYN, *, sbox_ip: str = SBOX_OVERLAY_IP, sport: int = CLIENT_PORT,
+def task_redirected(seg: TcpSegment = EXAMPLE_SYN, *, sbox_ip: str = SBOX_OVERLAY_IP, sport: int = CLIENT_PORT,
                     task: str = TASK_IP, target_port: int = TARGET_PORT, sbox_mac: str | None = None,
                     task_mac: str | None = None, ttl: int = 63) -> Packet:
     """Inside the task, after ``REDIRECT --to-port target_port``: what the server socket receives.
@@ -206,7 +204,7 @@ def task_redirected(seg: TcpSegment = SEED_SYN, *, sbox_ip: str = SBOX_OVERLAY_I
 
 
 # --- reply hops --------------------------------------------------------------------------
-def task_to_sbox(seg: TcpSegment = SEED_SYNACK, *, task: str = TASK_IP, published_port: int = PUBLISHED_PORT,
+def task_to_sbox(seg: TcpSegment = EXAMPLE_SYNACK, *, task: str = TASK_IP, published_port: int = PUBLISHED_PORT,
                  sbox_ip: str = SBOX_OVERLAY_IP, dport: int = CLIENT_PORT, task_mac: str | None = None,
                  sbox_mac: str | None = None, ttl: int = 64) -> Packet:
     """Reply hop on the overlay: task -> sbox, the REDIRECT already undone (sport = published port)."""
@@ -214,14 +212,14 @@ def task_to_sbox(seg: TcpSegment = SEED_SYNACK, *, task: str = TASK_IP, publishe
                   dport, ttl)
 
 
-def sbox_to_node(seg: TcpSegment = SEED_SYNACK, *, sbox_gw: str = SBOX_GW_IP, published_port: int = PUBLISHED_PORT,
+def sbox_to_node(seg: TcpSegment = EXAMPLE_SYNACK, *, sbox_gw: str = SBOX_GW_IP, published_port: int = PUBLISHED_PORT,
                  client: str = CLIENT_IP, client_port: int = CLIENT_PORT, sbox_gw_mac: str = SBOX_GW_MAC,
                  gwbridge_mac: str = GWBRIDGE_MAC, ttl: int = 63) -> Packet:
     """Reply hop on docker_gwbridge: sbox eth1 -> client (un-SNAT/IPVS done, un-DNAT not yet)."""
     return _frame(sbox_gw_mac, gwbridge_mac, seg, sbox_gw, published_port, client, client_port, ttl)
 
 
-def node_to_client(seg: TcpSegment = SEED_SYNACK, *, node: str = NODE_IP, published_port: int = PUBLISHED_PORT,
+def node_to_client(seg: TcpSegment = EXAMPLE_SYNACK, *, node: str = NODE_IP, published_port: int = PUBLISHED_PORT,
                    client: str = CLIENT_IP, client_port: int = CLIENT_PORT, node_mac: str = NODE_MAC,
                    client_mac: str = CLIENT_MAC, ttl: int = 62) -> Packet:
     """Last reply hop, on the node's NIC: node address : published port -> client."""
@@ -231,7 +229,7 @@ def node_to_client(seg: TcpSegment = SEED_SYNACK, *, node: str = NODE_IP, publis
 # --- the whole path ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class IngressTopology:
-    """Addresses of one ingress path (defaults: seed 001, request entering centos7-10,
+    """Addresses of one ingress path (defaults: the reference capture, request entering centos7-10,
     served by the task 10.0.0.20 on centos7-18). ``task_node=None`` means the task runs on
     the entry node (no underlay hop)."""
 
@@ -256,7 +254,7 @@ class IngressTopology:
     underlay_reply_sport: int | None = UNDERLAY_REPLY_SPORT
 
 
-SEED_TOPOLOGY = IngressTopology()
+EXAMPLE_TOPOLOGY = IngressTopology()
 
 
 @dataclass(frozen=True)
@@ -268,9 +266,61 @@ class Hop:
     note: str
 
 
-def ingress_path(seg: TcpSegment | None = None, topo: IngressTopology = SEED_TOPOLOGY,
+def _request_builders(seg: TcpSegment, topo: IngressTopology, ttl: int) -> dict[str, Callable[[], tuple[Packet, str]]]:
+    """Frame builders of the request, by the name of the :mod:`meshpkt.mesh.path` stage they are seen at."""
+    snat_port = topo.client_port if topo.snat_port is None else topo.snat_port
+    sbox_mac, task_mac = swarm_mac(topo.sbox_ip), swarm_mac(topo.task)
+    overlay = sbox_to_task(seg, sbox_ip=topo.sbox_ip, sport=snat_port, task=topo.task,
+                           published_port=topo.published_port, sbox_mac=sbox_mac, task_mac=task_mac, ttl=ttl - 1)
+    return {
+        "node_eth0": lambda: (client_to_node(
+            seg, client=topo.client, client_port=topo.client_port, node=topo.node, published_port=topo.published_port,
+            client_mac=topo.client_mac, node_mac=topo.node_mac, ttl=ttl), "client -> node:published"),
+        "gwbridge": lambda: (node_to_sbox(
+            seg, client=topo.client, client_port=topo.client_port, sbox_gw=topo.sbox_gw,
+            published_port=topo.published_port, gwbridge_mac=topo.gwbridge_mac, sbox_gw_mac=topo.sbox_gw_mac,
+            ttl=ttl - 1), "DNAT to the ingress_sbox (host nat DOCKER-INGRESS)"),
+        "sbox_eth0": lambda: (overlay, "IPVS picks the task, SNAT to the sbox overlay address"),
+        "underlay": lambda: (vxlan_underlay(
+            overlay.copy(), topo.node, topo.task_node or topo.node, topo.vni, topo.vxlan_port, topo.underlay_sport,
+            src_mac=topo.node_mac, dst_mac=topo.task_node_mac), "VXLAN between the nodes"),
+        "task_eth0": lambda: (overlay.copy(), "bridged/decapsulated unchanged to the task"),
+        "task_socket": lambda: (task_redirected(
+            seg, sbox_ip=topo.sbox_ip, sport=snat_port, task=topo.task, target_port=topo.target_port,
+            sbox_mac=sbox_mac, task_mac=task_mac, ttl=ttl - 1), "REDIRECT to the target port"),
+    }
+
+
+def _reply_builders(seg: TcpSegment, topo: IngressTopology, ttl: int) -> dict[str, Callable[[], tuple[Packet, str]]]:
+    """Frame builders of the reply, by the name of the stage they are seen at."""
+    snat_port = topo.client_port if topo.snat_port is None else topo.snat_port
+    sbox_mac, task_mac = swarm_mac(topo.sbox_ip), swarm_mac(topo.task)
+    overlay = task_to_sbox(seg, task=topo.task, published_port=topo.published_port, sbox_ip=topo.sbox_ip,
+                           dport=snat_port, task_mac=task_mac, sbox_mac=sbox_mac, ttl=ttl)
+    return {
+        "task_socket": lambda: (_frame(task_mac, sbox_mac, seg, topo.task, topo.target_port, topo.sbox_ip, snat_port,
+                                       ttl), "sent by the server socket (target port)"),
+        "task_eth0": lambda: (overlay, "un-REDIRECT: source port back to the published port"),
+        "underlay": lambda: (vxlan_underlay(
+            overlay.copy(), topo.task_node or topo.node, topo.node, topo.vni, topo.vxlan_port,
+            topo.underlay_reply_sport, src_mac=topo.task_node_mac, dst_mac=topo.node_mac, ip_id=31402),
+            "VXLAN back to the entry node"),
+        "sbox_eth0": lambda: (overlay.copy(), "arrives at the ingress_sbox"),
+        "gwbridge": lambda: (sbox_to_node(
+            seg, sbox_gw=topo.sbox_gw, published_port=topo.published_port, client=topo.client,
+            client_port=topo.client_port, sbox_gw_mac=topo.sbox_gw_mac, gwbridge_mac=topo.gwbridge_mac, ttl=ttl - 1),
+            "IPVS/un-SNAT: back to the client's address"),
+        "node_eth0": lambda: (node_to_client(
+            seg, node=topo.node, published_port=topo.published_port, client=topo.client,
+            client_port=topo.client_port, node_mac=topo.node_mac, client_mac=topo.client_mac, ttl=ttl - 2),
+            "un-DNAT: from the node's address"),
+    }
+
+
+def ingress_path(seg: TcpSegment | None = None, topo: IngressTopology = EXAMPLE_TOPOLOGY,
                  direction: Literal["request", "reply"] = "request", ttl: int = 64) -> list[Hop]:
-    """Every hop of one TCP segment across the ingress routing mesh, in order.
+    """Every hop of one TCP segment across the ingress routing mesh, in the order of the ingress stages of
+    :mod:`meshpkt.mesh.path` (one hop per stage where the frame is built).
 
     ``direction="request"``: client -> task (points ``node_eth0``, ``gwbridge``,
     ``sbox_eth0``, ``underlay``, ``task_eth0``, ``task_socket``); ``"reply"``: task -> client
@@ -278,56 +328,19 @@ def ingress_path(seg: TcpSegment | None = None, topo: IngressTopology = SEED_TOP
     ``ttl`` is the TTL the sender sets. Seq/ack/options/IP id/payload are identical on every
     hop; only addresses, ports, MACs, TTL (and the checksums) change, as NAT does.
     """
-    snat_port = topo.client_port if topo.snat_port is None else topo.snat_port
-    sbox_mac, task_mac = swarm_mac(topo.sbox_ip), swarm_mac(topo.task)
-    remote = topo.task_node is not None and topo.task_node != topo.node
-    hops: list[Hop] = []
-    if direction == "request":
-        seg = SEED_SYN if seg is None else seg
-        hops.append(Hop("node_eth0", client_to_node(
-            seg, client=topo.client, client_port=topo.client_port, node=topo.node,
-            published_port=topo.published_port, client_mac=topo.client_mac, node_mac=topo.node_mac, ttl=ttl),
-            "client -> node:published"))
-        hops.append(Hop("gwbridge", node_to_sbox(
-            seg, client=topo.client, client_port=topo.client_port, sbox_gw=topo.sbox_gw,
-            published_port=topo.published_port, gwbridge_mac=topo.gwbridge_mac, sbox_gw_mac=topo.sbox_gw_mac,
-            ttl=ttl - 1), "DNAT to the ingress_sbox (host nat DOCKER-INGRESS)"))
-        overlay = sbox_to_task(seg, sbox_ip=topo.sbox_ip, sport=snat_port, task=topo.task,
-                               published_port=topo.published_port, sbox_mac=sbox_mac, task_mac=task_mac,
-                               ttl=ttl - 1)
-        hops.append(Hop("sbox_eth0", overlay, "IPVS picks the task, SNAT to the sbox overlay address"))
-        if remote:
-            assert topo.task_node is not None
-            hops.append(Hop("underlay", vxlan_underlay(
-                overlay.copy(), topo.node, topo.task_node, topo.vni, topo.vxlan_port, topo.underlay_sport,
-                src_mac=topo.node_mac, dst_mac=topo.task_node_mac), "VXLAN between the nodes"))
-        hops.append(Hop("task_eth0", overlay.copy(), "bridged/decapsulated unchanged to the task"))
-        hops.append(Hop("task_socket", task_redirected(
-            seg, sbox_ip=topo.sbox_ip, sport=snat_port, task=topo.task, target_port=topo.target_port,
-            sbox_mac=sbox_mac, task_mac=task_mac, ttl=ttl - 1), "REDIRECT to the target port"))
-        return hops
-    if direction != "reply":
+    if direction not in ("request", "reply"):
         raise UsageError(f"direction must be 'request' or 'reply', got {direction!r}")
-    seg = SEED_SYNACK if seg is None else seg
-    sock = _frame(task_mac, sbox_mac, seg, topo.task, topo.target_port, topo.sbox_ip, snat_port, ttl)
-    hops.append(Hop("task_socket", sock, "sent by the server socket (target port)"))
-    overlay = task_to_sbox(seg, task=topo.task, published_port=topo.published_port, sbox_ip=topo.sbox_ip,
-                           dport=snat_port, task_mac=task_mac, sbox_mac=sbox_mac, ttl=ttl)
-    hops.append(Hop("task_eth0", overlay, "un-REDIRECT: source port back to the published port"))
-    if remote:
-        assert topo.task_node is not None
-        hops.append(Hop("underlay", vxlan_underlay(
-            overlay.copy(), topo.task_node, topo.node, topo.vni, topo.vxlan_port, topo.underlay_reply_sport,
-            src_mac=topo.task_node_mac, dst_mac=topo.node_mac, ip_id=31402), "VXLAN back to the entry node"))
-    hops.append(Hop("sbox_eth0", overlay.copy(), "arrives at the ingress_sbox"))
-    hops.append(Hop("gwbridge", sbox_to_node(
-        seg, sbox_gw=topo.sbox_gw, published_port=topo.published_port, client=topo.client,
-        client_port=topo.client_port, sbox_gw_mac=topo.sbox_gw_mac, gwbridge_mac=topo.gwbridge_mac, ttl=ttl - 1),
-        "IPVS/un-SNAT: back to the client's address"))
-    hops.append(Hop("node_eth0", node_to_client(
-        seg, node=topo.node, published_port=topo.published_port, client=topo.client,
-        client_port=topo.client_port, node_mac=topo.node_mac, client_mac=topo.client_mac, ttl=ttl - 2),
-        "un-DNAT: from the node's address"))
+    local = topo.task_node is None or topo.task_node == topo.node
+    if direction == "request":
+        builders = _request_builders(EXAMPLE_SYN if seg is None else seg, topo, ttl)
+    else:
+        builders = _reply_builders(EXAMPLE_SYNACK if seg is None else seg, topo, ttl)
+    hops = []
+    for stage in stages(PathKind.INGRESS, local=local, direction=direction):
+        build = builders.get(stage.name)
+        if build is not None:
+            packet, note = build()
+            hops.append(Hop(stage.name, packet, note))
     return hops
 
 

@@ -31,8 +31,9 @@ from scapy.layers.inet import UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, bind_layers, bind_top_down
 
-VXLAN_PORT = 4789
-"""IANA VXLAN port, Docker's default data-path port."""
+from meshpkt.mesh.proto import VXLAN_PORT  # IANA VXLAN port, Docker's default data-path port
+
+__all__ = ["VXLAN", "VXLAN_FLAG_I", "VXLAN_PORT", "bind_vxlan_port", "bound_vxlan_ports"]
 
 VXLAN_FLAG_I = 0x08
 """The "VNI valid" flag of RFC 7348."""

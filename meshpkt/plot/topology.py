@@ -1,4 +1,4 @@
-"""Topology picture of a lab (or any cluster described by a lab status document).
+"""Topology picture of a lab (or any cluster described by a :class:`~meshpkt.mesh.model.Mesh`).
 
 One column per node, the namespaces stacked inside it (host, ingress_sbox, lb_*, tasks, overlay
 ``1-*``), each interface a chip with its addresses (VIPs marked), veth pairs and bridge ports as
@@ -7,18 +7,23 @@ seed 001's figure, from the Okabe-Ito palette, with a distinct line style each),
 as a bus across the top and each VXLAN network (VNI, UDP port, VTEPs) as a dashed bus along the
 bottom that every node's ``vxlan0`` joins.
 
-The status schema is documented in :mod:`meshpkt.lab.status`. Layout is computed in inches from
-measured text; artists carry gids (``node``, ``namespace``, ``iface``, ``link``, ``vxlan-bus``,
-``underlay-bus``, ``legend``, ``title``).
+Input: a :class:`Mesh`, a lab status document (docs/status-schema.md) or a
+:class:`meshpkt.rules.model.MeshModel` built from dumps. Layout is computed in inches from measured text;
+artists carry gids (``node``, ``namespace``, ``iface``, ``link``, ``vxlan-bus``, ``underlay-bus``,
+``legend``, ``title``).
 """
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from meshpkt.errors import UsageError
+from meshpkt.mesh.model import Interface, Mesh, Namespace, Network, Role
+from meshpkt.mesh.proto import VXLAN_PORT
+from meshpkt.mesh.status import load_status, status_document
 from meshpkt.plot.style import (
     CLIENT_FILL,
     NODE_FILLS,
@@ -33,15 +38,18 @@ from meshpkt.plot.style import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from meshpkt.rules.model import MeshModel
 
 UNDERLAY = "underlay"
 GWBRIDGE = "docker_gwbridge"
 _NET_COLORS = (OKABE_ITO["green"], OKABE_ITO["purple"], OKABE_ITO["sky"], OKABE_ITO["vermillion"],
                OKABE_ITO["yellow"], OKABE_ITO["black"])
-_NET_STYLES: tuple[Any, ...] = ((0, (5, 2)), (0, (6, 2, 1.5, 2)), (0, (1.5, 1.5)), (0, (8, 2, 1.5, 2, 1.5, 2)),
-                                (0, (3, 3)), (0, (1, 3)))
-_ROLE_ORDER = {"host": 0, "ingress_sbox": 1, "lb": 2, "task": 3, "overlay": 4}
+_NET_STYLES: tuple[object, ...] = ((0, (5, 2)), (0, (6, 2, 1.5, 2)), (0, (1.5, 1.5)),
+                                   (0, (8, 2, 1.5, 2, 1.5, 2)), (0, (3, 3)), (0, (1, 3)))
+_ROLE_ORDER = {Role.HOST: 0, Role.INGRESS_SBOX: 1, Role.LB: 2, Role.TASK: 3, Role.OVERLAY: 4}
 
 CHIP_PAD = 0.07
 CHIP_GAP = 0.12
@@ -49,6 +57,9 @@ NS_PAD = 0.1
 NS_GAP = 0.46
 CHANNEL = 0.42
 TRACK = 0.07
+COL_GAP = 0.35
+
+Point = tuple[float, float]
 
 
 @dataclass
@@ -93,330 +104,207 @@ class _Column:
     tracks_right: int = 0
 
 
-def _addr_lines(iface: dict[str, Any]) -> list[str]:
-    out = []
-    for a in iface.get("addresses") or []:
-        a = str(a)
-        out.append(f"VIP {a.split('/')[0]}" if a.endswith("/32") else a)
-    return out
+@dataclass
+class _Palette:
+    """Colour, line style and width of each network's links."""
+
+    net_names: list[str]
+    colors: dict[str, str]
+    styles: dict[str, object]
+    widths: dict[str, float]
+
+    def color(self, net: str | None, default: str = "#555555") -> str:
+        return self.colors.get(net or "", default)
+
+    def style(self, net: str, default: str = "-") -> Any:  # a matplotlib linestyle (name or dash tuple)
+        return self.styles.get(net, default)
 
 
-def _chip_text(iface: dict[str, Any]) -> str:
-    lines = [str(iface.get("name", "?"))]
-    vx = iface.get("vxlan")
-    if vx:
-        lines.append(f"VNI {vx.get('vni')} · udp/{vx.get('port', 4789)}")
-    elif iface.get("kind") == "bridge":
+@dataclass
+class _Scene:
+    """Everything placed, in inches, before anything is drawn."""
+
+    mesh: Mesh
+    palette: _Palette
+    title: str
+    columns: list[_Column] = field(default_factory=list)
+    chips: dict[tuple[str, str], _Chip] = field(default_factory=dict)
+    ifaces: dict[tuple[str, str], Interface] = field(default_factory=dict)
+    client_col: _Column | None = None
+    title_y: float = 0.2
+    width: float = 0.0
+    height: float = 0.0
+    bus_y: float = 0.0
+    bottom: float = 0.0
+    links: list[tuple[str, list[Point]]] = field(default_factory=list)
+    underlay_drops: list[Point] = field(default_factory=list)
+    bus_rows: list[tuple[Network, float, list[float]]] = field(default_factory=list)
+    caption: str = ""
+    caption_y: float = 0.0
+    legend_y: float = 0.0
+    legend_items: list[tuple[str, str]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- input
+
+
+def _check_document(status: Mapping[str, Any]) -> None:
+    nodes = status.get("nodes")
+    if not isinstance(nodes, list):
+        raise UsageError("not a lab status document (expected an object with \"nodes\"; "
+                         "see `meshpkt lab status --json`)")
+    if not nodes:
+        raise UsageError("nothing to draw: the lab status lists no nodes")
+    if not all(isinstance(nd, Mapping) and isinstance(nd.get("namespaces", []), list) for nd in nodes):
+        raise UsageError("not a lab status document (a node without a namespaces list)")
+
+
+def as_mesh(status: Mesh | Mapping[str, Any] | MeshModel) -> Mesh:
+    """A :class:`Mesh` from a Mesh, a lab status document or a dump model; UsageError otherwise."""
+    if isinstance(status, Mesh):
+        return status
+    if isinstance(status, Mapping):
+        _check_document(status)
+        return load_status(status)
+    if hasattr(status, "nodes") and hasattr(status, "namespaces"):
+        from meshpkt.rules.to_mesh import mesh_from_model
+
+        return mesh_from_model(status)
+    raise UsageError("not a lab status document (expected an object with \"nodes\"; "
+                     "see `meshpkt lab status --json`)")
+
+
+def status_from_model(model: MeshModel) -> dict[str, Any]:
+    """The lab status document of the mesh dumps describe (see :func:`meshpkt.rules.to_mesh.mesh_from_model`)."""
+    from meshpkt.rules.to_mesh import mesh_from_model
+
+    return status_document(mesh_from_model(model))
+
+
+# ---------------------------------------------------------------- chips and columns
+
+
+def _chip_text(iface: Interface) -> str:
+    lines = [iface.name]
+    if iface.vxlan is not None:
+        lines.append(f"VNI {iface.vxlan.vni} · udp/{iface.vxlan.port or VXLAN_PORT}")
+    elif iface.kind == "bridge":
         lines[0] += " (bridge)"
-    lines += _addr_lines(iface)
+    lines += [f"VIP {a.ip}" if a.network.prefixlen == 32 else str(a) for a in iface.addresses]
     return "\n".join(lines)
 
 
-def _is_chip(iface: dict[str, Any]) -> bool:
+def _is_chip(iface: Interface) -> bool:
     """Bridge ports (veths enslaved to a bridge) are drawn as the bridge's links, not as chips."""
-    return not (iface.get("bridge") and iface.get("kind") == "veth")
+    return not (iface.bridge and iface.kind == "veth")
 
 
-def _ns_header(ns: dict[str, Any]) -> str:
-    role = str(ns.get("role") or "")
-    short = str(ns.get("short") or ns.get("name") or "?")
-    net = ns.get("network")
-    if role == "task":
-        task = ns.get("task") or {}
-        return f"{task.get('name') or short} · task"
-    if role in ("overlay", "lb"):
-        return f"{short} · {role} {net}" if net else f"{short} · {role}"
-    if role == "host":
-        return f"host · {ns.get('name')}"
-    return short if short == role else f"{short} · {role}"
+def _ns_header(ns: Namespace) -> str:
+    short = ns.short or ns.name or "?"
+    if ns.role == Role.TASK:
+        return f"{(ns.task.name if ns.task else '') or short} · task"
+    if ns.role in (Role.OVERLAY, Role.LB):
+        return f"{short} · {ns.role} {ns.network}" if ns.network else f"{short} · {ns.role}"
+    if ns.role == Role.HOST:
+        return f"host · {ns.name}"
+    return short if short == ns.role else f"{short} · {ns.role}"
 
 
-def _check_status(status: Any) -> None:
-    if not isinstance(status, dict) or not isinstance(status.get("nodes"), list):
-        raise UsageError("not a lab status document (expected an object with \"nodes\"; "
-                         "see `meshpkt lab status --json`)")
-    if not status["nodes"]:
-        raise UsageError("nothing to draw: the lab status lists no nodes")
-    for nd in status["nodes"]:
-        if not isinstance(nd, dict) or not isinstance(nd.get("namespaces", []), list):
-            raise UsageError("not a lab status document (a node without a namespaces list)")
+def _palette(mesh: Mesh) -> _Palette:
+    names = [n.name for n in mesh.networks if n.name != GWBRIDGE]
+    pal = _Palette(names, {UNDERLAY: OKABE_ITO["orange"], GWBRIDGE: OKABE_ITO["blue"]},
+                   {UNDERLAY: "-", GWBRIDGE: "-"}, {UNDERLAY: 2.2, GWBRIDGE: 1.5})
+    for k, name in enumerate(names):
+        pal.colors[name] = _NET_COLORS[k % len(_NET_COLORS)]
+        pal.styles[name] = _NET_STYLES[k % len(_NET_STYLES)]
+        pal.widths[name] = 1.5
+    return pal
 
 
-def topology_diagram(status: dict[str, Any] | Any, *, title: str | None = None) -> Figure:
-    """Draw the lab status document ``status`` (``meshpkt lab status --json``; schema in
-    :mod:`meshpkt.lab.status`): nodes, their namespaces, interfaces and addresses, veth pairs,
-    bridges, the underlay and the VXLAN networks with their VNIs.
+def _make_ns(scene: _Scene, ns: Namespace) -> _Ns:
+    items = []
+    for iface in ns.interfaces:
+        scene.ifaces[(ns.name, iface.name)] = iface
+        if not _is_chip(iface):
+            continue
+        chip = _Chip(ns.name, iface.name, _chip_text(iface), iface.network or UNDERLAY)
+        scene.chips[(ns.name, chip.iface)] = chip
+        items.append(chip)
+    if ns.role == Role.HOST:  # gwbridge first (left channel), eth0 last (up to the underlay)
+        items.sort(key=lambda c: (c.network != GWBRIDGE, c.network == UNDERLAY, c.iface))
+    return _Ns(ns.name, _ns_header(ns), str(ns.role), items)
 
-    ``status`` may also be a :class:`meshpkt.rules.model.MeshModel` built from dumps (converted
-    with :func:`status_from_model`). Raises UsageError when there is nothing to draw."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import FancyBboxPatch
 
-    if not isinstance(status, dict) and hasattr(status, "nodes") and hasattr(status, "namespaces"):
-        status = status_from_model(status)
-    _check_status(status)
-    networks = [n for n in status.get("networks") or [] if isinstance(n, dict)]
-    net_names = [str(n.get("name")) for n in networks if n.get("name") not in (None, GWBRIDGE)]
-    colors = {UNDERLAY: OKABE_ITO["orange"], GWBRIDGE: OKABE_ITO["blue"]}
-    styles: dict[str, Any] = {UNDERLAY: "-", GWBRIDGE: "-"}
-    widths = {UNDERLAY: 2.2, GWBRIDGE: 1.5}
-    for k, name in enumerate(net_names):
-        colors[name] = _NET_COLORS[k % len(_NET_COLORS)]
-        styles[name] = _NET_STYLES[k % len(_NET_STYLES)]
-        widths[name] = 1.5
+def _net_rank(ns: Namespace, net_names: list[str]) -> int:
+    return net_names.index(ns.network) if ns.network in net_names else len(net_names)
 
-    def net_of(iface: dict[str, Any]) -> str:
-        n = iface.get("network")
-        return str(n) if n else UNDERLAY
 
-    # ---- build columns and chips
-    chips: dict[tuple[str, str], _Chip] = {}
-    ifaces: dict[tuple[str, str], dict[str, Any]] = {}
-    underlay_ns = {str(ns.get("name")) for ns in status.get("underlay_namespaces") or []
-                   if ns.get("role") == "underlay"}
-    underlay_ns.add(str((status.get("underlay") or {}).get("netns") or ""))
-    columns: list[_Column] = []
-
-    def make_ns(ns: dict[str, Any]) -> _Ns:
-        items = []
-        nsname = str(ns.get("name"))
-        for iface in ns.get("interfaces") or []:
-            ifaces[(nsname, str(iface.get("name")))] = iface
-            if not _is_chip(iface):
-                continue
-            c = _Chip(nsname, str(iface.get("name")), _chip_text(iface), net_of(iface))
-            chips[(nsname, c.iface)] = c
-            items.append(c)
-        if ns.get("role") == "host":  # gwbridge first (left channel), eth0 last (up to the underlay)
-            items.sort(key=lambda c: (c.network != GWBRIDGE, c.network == UNDERLAY, c.iface))
-        return _Ns(nsname, _ns_header(ns), str(ns.get("role") or ""), items)
-
-    clients = [ns for ns in status.get("underlay_namespaces") or [] if ns.get("role") == "client"]
+def _build_columns(scene: _Scene) -> None:
+    """A client column (when the mesh has client namespaces), then one column per node."""
+    mesh = scene.mesh
+    clients = [ns for ns in mesh.underlay_namespaces if ns.role == Role.CLIENT]
     if clients:
         col = _Column("clients", CLIENT_FILL)
         for ns in clients:
-            n = make_ns(ns)
-            n.header = f"client · {ns.get('name')}"
-            col.namespaces.append(n)
-        columns.append(col)
-    for k, nd in enumerate(status["nodes"]):
-        bits = [str(nd.get("name", f"node{k + 1}"))]
-        if nd.get("underlay_ip"):
-            bits.append(str(nd["underlay_ip"]))
-        if nd.get("ingress_ip"):
-            bits.append(f"ingress {nd['ingress_ip']}")
+            drawn = _make_ns(scene, ns)
+            drawn.header = f"client · {ns.name}"
+            col.namespaces.append(drawn)
+        scene.columns.append(col)
+        scene.client_col = col
+    names = scene.palette.net_names
+    for k, nd in enumerate(mesh.nodes):
+        bits = [nd.name or f"node{k + 1}"]
+        if nd.underlay_ip is not None:
+            bits.append(str(nd.underlay_ip))
+        if nd.ingress_ip is not None:
+            bits.append(f"ingress {nd.ingress_ip}")
         col = _Column(" · ".join(bits), NODE_FILLS[k % len(NODE_FILLS)])
-        nss = sorted(nd.get("namespaces") or [], key=lambda ns: (_ROLE_ORDER.get(str(ns.get("role")), 3),
-                                                                 _net_rank(ns, net_names), str(ns.get("short"))))
-        col.namespaces = [make_ns(ns) for ns in nss]
-        columns.append(col)
-    if not chips:
+        ordered = sorted(nd.namespaces, key=lambda ns: (_ROLE_ORDER.get(ns.role, 3), _net_rank(ns, names), ns.short))
+        col.namespaces = [_make_ns(scene, ns) for ns in ordered]
+        scene.columns.append(col)
+    if not scene.chips:
         raise UsageError("nothing to draw: the lab status lists no interfaces")
 
-    # ---- sizes
-    chip_w = max(text_size(c.text, SIZE_SMALL)[0] for c in chips.values()) + 2 * CHIP_PAD
-    chip_w = max(chip_w, 1.0)
-    per_row = max(1, max(len(ns.chips) for col in columns for ns in col.namespaces))
-    per_row = min(per_row, 3)
+
+# ---------------------------------------------------------------- layout
+
+
+def _measure(scene: _Scene) -> tuple[float, float, int]:
+    """(namespace width, chip width, chips per row); places the node columns side by side."""
+    cols = scene.columns
+    chip_w = max(max(text_size(c.text, SIZE_SMALL)[0] for c in scene.chips.values()) + 2 * CHIP_PAD, 1.0)
+    per_row = min(max(1, max(len(ns.chips) for col in cols for ns in col.namespaces)), 3)
     inner_w = per_row * chip_w + (per_row - 1) * CHIP_GAP
     ns_w = max(inner_w + 2 * NS_PAD,
-               max(text_size(ns.header, SIZE_TEXT, "bold")[0] + 2 * NS_PAD
-                   for col in columns for ns in col.namespaces))
-    col_w = ns_w + 2 * CHANNEL
-    for col in columns:
-        col_w = max(col_w, text_size(col.title, SIZE_TEXT + 1, "bold")[0] + 0.3)
-    ns_w = col_w - 2 * CHANNEL
-    col_gap = 0.35
-
-    if title is None:
-        title = f"Lab {status.get('name', '?')}: {len(status['nodes'])} node(s)" + (
-            f", load balancer {status['lb']}" if status.get("lb") else "")
-    y = 0.2
-    title_y = y
-    y += line_height(SIZE_TITLE) + 0.15
-    head_y = y  # client column and underlay bus
+               max(text_size(ns.header, SIZE_TEXT, "bold")[0] + 2 * NS_PAD for col in cols for ns in col.namespaces))
+    col_w = max([ns_w + 2 * CHANNEL] + [text_size(col.title, SIZE_TEXT + 1, "bold")[0] + 0.3 for col in cols])
     x = 0.3
-    for col in columns:
-        if col.title == "clients":  # above the underlay bus, at the left
+    for col in cols:
+        if col is scene.client_col:  # above the underlay bus, at the left
             col.x, col.w = 0.3, col_w
             continue
         col.x, col.w = x, col_w
-        x += col_w + col_gap
-    width = x - col_gap + 0.3
+        x += col_w + COL_GAP
+    scene.width = x - COL_GAP + 0.3
+    return col_w - 2 * CHANNEL, chip_w, per_row
 
-    # vertical layout inside columns
-    node_top = head_y
-    client_cols = [c for c in columns if c.title == "clients"]
-    bus_y = 0.0
-    if client_cols:
-        cc = client_cols[0]
+
+def _layout_rows(scene: _Scene, ns_w: float, chip_w: float, per_row: int) -> None:
+    """Title, client column, underlay bus, then the node columns (all as tall as the tallest)."""
+    head_y = scene.title_y + line_height(SIZE_TITLE) + 0.15
+    cc = scene.client_col
+    if cc is not None:
         _layout_column(cc, head_y, ns_w, chip_w, per_row)
-        bus_y = cc.y + cc.h + 0.35
-        node_top = bus_y + 0.45
+        scene.bus_y = cc.y + cc.h + 0.35
     else:
-        bus_y = head_y + 0.1
-        node_top = bus_y + 0.45
-    bottom = node_top
-    for col in columns:
-        if col in client_cols:
-            continue
+        scene.bus_y = head_y + 0.1
+    node_top = scene.bus_y + 0.45
+    nodes = [col for col in scene.columns if col is not cc]
+    for col in nodes:
         _layout_column(col, node_top, ns_w, chip_w, per_row)
-        bottom = max(bottom, col.y + col.h)
-    # equal node heights look tidier
-    for col in columns:
-        if col not in client_cols:
-            col.h = bottom - col.y
-
-    # ---- links
-    links: list[tuple[str, list[tuple[float, float]]]] = []  # (network, polyline)
-    done: set[frozenset[tuple[str, str]]] = set()
-    col_of_ns = {ns.name: col for col in columns for ns in col.namespaces}
-    ns_of = {ns.name: ns for col in columns for ns in col.namespaces}
-    underlay_drops: list[tuple[float, float]] = []
-    for (nsname, ifname), chip in chips.items():
-        iface = ifaces[(nsname, ifname)]
-        if iface.get("vxlan") and iface.get("bridge"):
-            br = chips.get((nsname, str(iface["bridge"])))
-            if br is not None:
-                links.append((chip.network or UNDERLAY, _straight(chip, br)))
-        peer = iface.get("peer") or None
-        if not peer:
-            continue
-        pns, pif = str(peer.get("netns")), str(peer.get("iface"))
-        if pns in underlay_ns:
-            underlay_drops.append((chip.cx, chip.y))
-            continue
-        target = chips.get((pns, pif))
-        if target is None:
-            pi = ifaces.get((pns, pif))
-            if pi is not None and pi.get("bridge"):
-                target = chips.get((pns, str(pi["bridge"])))
-        if target is None:
-            continue
-        key = frozenset({(nsname, ifname), (target.netns, target.iface)})
-        if key in done:
-            continue
-        done.add(key)
-        net = chip.network if chip.network != UNDERLAY else (target.network or UNDERLAY)
-        lcol = col_of_ns.get(nsname)
-        if lcol is None or lcol is not col_of_ns.get(target.netns):
-            links.append((net or UNDERLAY, _straight(chip, target)))
-            continue
-        links.append((net or UNDERLAY, _route(lcol, ns_of[nsname], chip, ns_of[target.netns], target,
-                                              left=net == GWBRIDGE)))
-
-    # VXLAN buses along the bottom
-    vx_nets = [n for n in networks if n.get("vni") is not None]
-    bus_rows: list[tuple[dict[str, Any], float, list[float]]] = []
-    by = bottom + 0.45
-    for vnet in vx_nets:
-        name = str(vnet.get("name"))
-        xs_bus = []
-        for (nsname, ifname), chip in chips.items():
-            iface = ifaces[(nsname, ifname)]
-            vx = iface.get("vxlan")
-            if not vx or chip.network != name:
-                continue
-            col = col_of_ns[nsname]
-            ns = ns_of[nsname]
-            last = ns is col.namespaces[-1]
-            if last:
-                pts = [(chip.cx, chip.y + chip.h), (chip.cx, by)]
-                xs_bus.append(chip.cx)
-            else:
-                k = col.tracks_right
-                col.tracks_right += 1
-                tx = col.x + col.w - 0.12 - k * TRACK
-                gy = ns.y + ns.h + 0.1 + (k % 4) * TRACK
-                pts = [(chip.cx, chip.y + chip.h), (chip.cx, gy), (tx, gy), (tx, by)]
-                xs_bus.append(tx)
-            links.append((name, pts))
-        if xs_bus:
-            bus_rows.append((vnet, by, xs_bus))
-            by += 0.55
-
-    # ---- text blocks under the buses: services
-    svc_lines = [_vxlan_line(status, bnet) for bnet, _, _ in bus_rows] + _service_lines(status)
-    svc_text = "\n".join(textwrap.fill(s, max(40, int(len(s) * (width - 0.6) / max(text_size(s, SIZE_SMALL)[0],
-                                                                                          0.01)) - 2),
-                                       subsequent_indent="    ") for s in svc_lines)
-    svc_y = by + 0.05
-    legend_y = svc_y + (text_size(svc_text, SIZE_SMALL)[1] + 0.2 if svc_text else 0.0)
-    legend_items = [(UNDERLAY, "underlay (host eth0, client)"), (GWBRIDGE, "docker_gwbridge")] + [
-        (n, f"{n} overlay") for n in net_names]
-    legend_w = sum(text_size(t, SIZE_SMALL)[0] + 0.83 for _, t in legend_items)
-    for bnet, _, xs_bus in bus_rows:
-        width = max(width, max(xs_bus) + 0.3 + text_size(f"VXLAN VNI {bnet.get('vni')} ({bnet.get('name')})",
-                                                          SIZE_SMALL)[0] + 0.2)
-    height = legend_y + 0.45
-    width = max(width, legend_w + 0.6, text_size(title, SIZE_TITLE, "bold")[0] + 0.6)
-
-    fig = new_figure(width, height)
-    ax = inch_axes(fig)
-    ax.text(0.3, title_y, title, size=SIZE_TITLE, weight="bold", va="top", ha="left", gid="title")
-
-    # columns, namespaces, chips
-    for col in columns:
-        ax.add_patch(FancyBboxPatch((col.x, col.y), col.w, col.h, boxstyle="round,pad=0,rounding_size=0.1",
-                                    facecolor=col.fill, edgecolor="#666666", linewidth=1.0, zorder=0, gid="node"))
-        ax.text(col.x + 0.12, col.y + 0.08, col.title, size=SIZE_TEXT + 1, weight="bold", va="top", ha="left",
-                zorder=5, gid="node")
-        for ns in col.namespaces:
-            ax.add_patch(FancyBboxPatch((ns.x, ns.y), ns.w, ns.h, boxstyle="round,pad=0,rounding_size=0.06",
-                                        facecolor="white", edgecolor="#777777", linewidth=0.9, zorder=2,
-                                        gid="namespace"))
-            ax.text(ns.x + NS_PAD, ns.y + 0.06, ns.header, size=SIZE_TEXT, weight="bold", va="top", ha="left",
-                    zorder=5, gid="namespace", bbox=dict(boxstyle="square,pad=0.1", facecolor="white",
-                                                         edgecolor="none"))
-            for c in ns.chips:
-                ax.add_patch(FancyBboxPatch((c.x, c.y), c.w, c.h, boxstyle="round,pad=0,rounding_size=0.04",
-                                            facecolor="#F4F4F4", edgecolor=colors.get(c.network or "", "#555555"),
-                                            linewidth=1.4, zorder=4, gid="iface"))
-                ax.text(c.x + CHIP_PAD, c.y + CHIP_PAD * 0.7, c.text, size=SIZE_SMALL, va="top", ha="left",
-                        zorder=5, gid="iface")
-
-    for net, pts in links:
-        ax.add_line(Line2D([p[0] for p in pts], [p[1] for p in pts], color=colors.get(net, "#555555"),
-                           linestyle=styles.get(net, "-"), linewidth=widths.get(net, 1.4), zorder=3, gid="link"))
-
-    # underlay bus
-    if underlay_drops:
-        xs_u = [p[0] for p in underlay_drops]
-        for xu, yu in underlay_drops:
-            ax.add_line(Line2D([xu, xu], [bus_y, yu], color=colors[UNDERLAY], linewidth=widths[UNDERLAY],
-                               zorder=1 if yu > bus_y else 3, gid="link"))
-        ax.add_line(Line2D([min(xs_u) - 0.1, max(xs_u) + 0.1], [bus_y, bus_y], color=colors[UNDERLAY],
-                           linewidth=3.5, solid_capstyle="round", zorder=3, gid="underlay-bus"))
-        und = status.get("underlay") or {}
-        label = "underlay " + " · ".join(str(v) for v in (und.get("subnet"),
-                                                          f"bridge {und.get('bridge')}" if und.get("bridge")
-                                                          else None, und.get("netns")) if v)
-        lx = (client_cols[0].x + client_cols[0].w + 0.25) if client_cols else 0.3
-        ax.text(lx, bus_y - 0.07, label, size=SIZE_SMALL, va="bottom", ha="left", color="#333333",
-                zorder=5, gid="underlay-bus")
-
-    for bnet, yb, xs_bus in bus_rows:
-        name = str(bnet.get("name"))
-        ax.add_line(Line2D([min(xs_bus) - 0.1, max(xs_bus) + 0.1], [yb, yb], color=colors.get(name, "#555"),
-                           linestyle=styles.get(name, "--"), linewidth=3.0, zorder=3, gid="vxlan-bus"))
-        ax.text(max(xs_bus) + 0.2, yb, f"VXLAN VNI {bnet.get('vni')} ({name})", size=SIZE_SMALL, va="center",
-                ha="left", color="#222222", zorder=5, gid="vxlan-bus")
-    if svc_text:
-        ax.text(0.3, svc_y + 0.1, svc_text, size=SIZE_SMALL, va="top", ha="left", zorder=5, gid="services")
-
-    lx = 0.3
-    ly = legend_y + 0.2
-    for net, text in legend_items:
-        ax.add_line(Line2D([lx, lx + 0.5], [ly, ly], color=colors.get(net, "#555"), linestyle=styles.get(net, "-"),
-                           linewidth=widths.get(net, 1.5), gid="legend"))
-        ax.text(lx + 0.58, ly, text, size=SIZE_SMALL, va="center", ha="left", gid="legend")
-        lx += 0.58 + text_size(text, SIZE_SMALL)[0] + 0.25
-    return fig
-
-
-def _net_rank(ns: dict[str, Any], net_names: list[str]) -> int:
-    net = ns.get("network")
-    return net_names.index(net) if net in net_names else len(net_names)
+    scene.bottom = max([node_top] + [col.y + col.h for col in nodes])
+    for col in nodes:  # equal node heights look tidier
+        col.h = scene.bottom - col.y
 
 
 def _layout_column(col: _Column, top: float, ns_w: float, chip_w: float, per_row: int) -> None:
@@ -475,167 +363,235 @@ def _route(col: _Column, ns_a: _Ns, a: _Chip, ns_b: _Ns, b: _Chip, *, left: bool
     return [(a.cx, a.y + a.h), (a.cx, ya), (tx, ya), (tx, yb), (b.cx, yb), (b.cx, b.y)]
 
 
-def _vxlan_line(status: dict[str, Any], net: dict[str, Any]) -> str:
-    name = str(net.get("name"))
-    vteps = _vteps(status, name)
-    return (f"VXLAN VNI {net.get('vni')}: network {name} {net.get('subnet', '')}, UDP port {net.get('port') or 4789}"
+# ---------------------------------------------------------------- links
+
+
+def _peer_chip(scene: _Scene, iface: Interface) -> _Chip | None:
+    """The chip at the other end of a veth: the peer itself, or the bridge it is enslaved to."""
+    assert iface.peer is not None
+    key = (iface.peer.netns, iface.peer.iface)
+    target = scene.chips.get(key)
+    if target is None:
+        peer = scene.ifaces.get(key)
+        if peer is not None and peer.bridge:
+            target = scene.chips.get((key[0], peer.bridge))
+    return target
+
+
+def _veth_links(scene: _Scene) -> None:
+    """veth pairs (once each), vxlan0 -> br0, and drops from host NICs to the underlay bus."""
+    underlay_ns = {ns.name for ns in scene.mesh.underlay_namespaces if ns.role == Role.UNDERLAY}
+    underlay_ns.add(scene.mesh.underlay.netns)
+    done: set[frozenset[tuple[str, str]]] = set()
+    col_of = {ns.name: col for col in scene.columns for ns in col.namespaces}
+    ns_of = {ns.name: ns for col in scene.columns for ns in col.namespaces}
+    for (nsname, ifname), chip in scene.chips.items():
+        iface = scene.ifaces[(nsname, ifname)]
+        if iface.vxlan is not None and iface.bridge:
+            br = scene.chips.get((nsname, iface.bridge))
+            if br is not None:
+                scene.links.append((chip.network or UNDERLAY, _straight(chip, br)))
+        if iface.peer is None:
+            continue
+        if iface.peer.netns in underlay_ns:
+            scene.underlay_drops.append((chip.cx, chip.y))
+            continue
+        target = _peer_chip(scene, iface)
+        if target is None:
+            continue
+        key = frozenset({(nsname, ifname), (target.netns, target.iface)})
+        if key in done:
+            continue
+        done.add(key)
+        net = (chip.network if chip.network != UNDERLAY else target.network) or UNDERLAY
+        col = col_of.get(nsname)
+        if col is None or col is not col_of.get(target.netns):
+            scene.links.append((net, _straight(chip, target)))
+        else:
+            scene.links.append((net, _route(col, ns_of[nsname], chip, ns_of[target.netns], target,
+                                            left=net == GWBRIDGE)))
+
+
+def _vxlan_buses(scene: _Scene) -> float:
+    """One bus per VXLAN network below the columns, joined by every vxlan0; returns the y under them."""
+    col_of = {ns.name: col for col in scene.columns for ns in col.namespaces}
+    ns_of = {ns.name: ns for col in scene.columns for ns in col.namespaces}
+    by = scene.bottom + 0.45
+    for vnet in scene.mesh.overlays():
+        xs_bus = []
+        for (nsname, ifname), chip in scene.chips.items():
+            if scene.ifaces[(nsname, ifname)].vxlan is None or chip.network != vnet.name:
+                continue
+            col, ns = col_of[nsname], ns_of[nsname]
+            if ns is col.namespaces[-1]:
+                pts = [(chip.cx, chip.y + chip.h), (chip.cx, by)]
+                xs_bus.append(chip.cx)
+            else:
+                k = col.tracks_right
+                col.tracks_right += 1
+                tx = col.x + col.w - 0.12 - k * TRACK
+                gy = ns.y + ns.h + 0.1 + (k % 4) * TRACK
+                pts = [(chip.cx, chip.y + chip.h), (chip.cx, gy), (tx, gy), (tx, by)]
+                xs_bus.append(tx)
+            scene.links.append((vnet.name, pts))
+        if xs_bus:
+            scene.bus_rows.append((vnet, by, xs_bus))
+            by += 0.55
+    return by
+
+
+# ---------------------------------------------------------------- captions
+
+
+def _vxlan_line(mesh: Mesh, net: Network) -> str:
+    vteps = [str(v.ip) for v in mesh.vteps() if v.network == net.name]
+    subnet = str(net.subnet) if net.subnet is not None else ""
+    return (f"VXLAN VNI {net.vni}: network {net.name} {subnet}, UDP port {net.port or VXLAN_PORT}"
             + (f", VTEPs {', '.join(vteps)}" if vteps else ""))
 
 
-def _vteps(status: dict[str, Any], network: str) -> list[str]:
-    nodes_on = None
-    for n in status.get("networks") or []:
-        if n.get("name") == network:
-            nodes_on = n.get("nodes")
-    out = []
-    for nd in status["nodes"]:
-        if nodes_on is not None and nd.get("name") not in nodes_on:
-            continue
-        if nd.get("underlay_ip"):
-            out.append(str(nd["underlay_ip"]))
-    return out
-
-
-def _service_lines(status: dict[str, Any]) -> list[str]:
+def _service_lines(mesh: Mesh) -> list[str]:
     lines = []
-    for s in status.get("services") or []:
-        if not isinstance(s, dict):
-            continue
-        vips = s.get("vips") or {}
-        vip_txt = ", ".join(f"{k} {v}" for k, v in vips.items()) if isinstance(vips, dict) else str(vips)
-        pub = ", ".join(f"{p.get('published')}→{p.get('target')}/{p.get('protocol', 'tcp')}"
-                        for p in s.get("published") or [])
-        backends = ", ".join(f"{b.get('task')} {b.get('ip')} ({b.get('node')})" for b in s.get("backends") or [])
-        parts = [f"service {s.get('name')}"]
-        if vip_txt:
-            parts.append(f"VIP {vip_txt}")
-        if pub:
-            parts.append(f"published {pub}")
-        if backends:
-            parts.append(f"tasks {backends}")
+    for s in mesh.services:
+        parts = [f"service {s.name}"]
+        if s.vips:
+            parts.append("VIP " + ", ".join(f"{k} {v}" for k, v in s.vips.items()))
+        if s.published:
+            parts.append("published " + ", ".join(f"{p.published}→{p.target}/{p.protocol}" for p in s.published))
+        if s.backends:
+            parts.append("tasks " + ", ".join(f"{b.task} {b.ip} ({b.node})" for b in s.backends))
         lines.append(" · ".join(parts))
     return lines
 
 
-# ------------------------------------------------------------------------------ dumps -> status document
+def _captions(scene: _Scene, by: float) -> None:
+    """VXLAN and service lines under the buses, the legend under them; the figure's final size."""
+    lines = [_vxlan_line(scene.mesh, net) for net, _, _ in scene.bus_rows] + _service_lines(scene.mesh)
+    avail = scene.width - 0.6
+    scene.caption = "\n".join(
+        textwrap.fill(s, max(40, int(len(s) * avail / max(text_size(s, SIZE_SMALL)[0], 0.01)) - 2),
+                      subsequent_indent="    ") for s in lines)
+    scene.caption_y = by + 0.05
+    scene.legend_y = scene.caption_y + (text_size(scene.caption, SIZE_SMALL)[1] + 0.2 if scene.caption else 0.0)
+    scene.legend_items = [(UNDERLAY, "underlay (host eth0, client)"), (GWBRIDGE, "docker_gwbridge")] + [
+        (n, f"{n} overlay") for n in scene.palette.net_names]
+    legend_w = sum(text_size(t, SIZE_SMALL)[0] + 0.83 for _, t in scene.legend_items)
+    for net, _, xs_bus in scene.bus_rows:
+        label_w = text_size(f"VXLAN VNI {net.vni} ({net.name})", SIZE_SMALL)[0]
+        scene.width = max(scene.width, max(xs_bus) + 0.3 + label_w + 0.2)
+    scene.height = scene.legend_y + 0.45
+    scene.width = max(scene.width, legend_w + 0.6, text_size(scene.title, SIZE_TITLE, "bold")[0] + 0.6)
 
 
-def status_from_model(model: Any) -> dict[str, Any]:
-    """A lab-status-shaped document (the subset :func:`topology_diagram` draws) from a
-    :class:`meshpkt.rules.model.MeshModel` built from dumps (``meshpkt.rules.model.load_dumps``).
-
-    veth peers are resolved from ``link-netns`` names when the dump has them, else by the mutual
-    ``@ifN`` indices of two interfaces of one node; docker network names come from ``docker network
-    inspect`` dumps when present, else the overlay namespace's VNI names the network."""
-    from ipaddress import IPv4Interface
-
-    nodes_out: list[dict[str, Any]] = []
-    vni_net: dict[int, dict[str, Any]] = {}
-    underlay_subnets: list[str] = []
-    for nname, node in model.nodes.items():
-        nss = list(node.namespaces.values())
-        full = {ns.name: f"{nname}/{ns.name}" for ns in nss}
-        # network name of each overlay namespace (1-<netid>) and of its bridge
-        ns_net: dict[str, str] = {}
-        for ns in nss:
-            vx = next((lk for lk in ns.links if lk.vxlan is not None), None)
-            if ns.role.value != "overlay":
-                continue
-            netid = ns.name[2:] if ns.name.startswith("1-") else ns.name
-            dn = next((n for n in node.networks if n.id.startswith(netid)), None)
-            vni = vx.vxlan.vni if vx is not None and vx.vxlan is not None else None
-            name = dn.name if dn is not None else (f"vxlan {vni}" if vni is not None else ns.name)
-            ns_net[ns.name] = name
-            if vni is not None:
-                subnet = ""
-                br = next((lk for lk in ns.links if lk.kind == "bridge"), None)
-                if br is not None and br.addresses:
-                    subnet = str(br.addresses[0].addr.network)
-                port = vx.vxlan.dstport if vx is not None and vx.vxlan is not None else None
-                net = vni_net.setdefault(vni, {"name": name, "vni": vni, "port": port or 4789, "subnet": subnet,
-                                               "nodes": []})
-                net["nodes"].append(nname)
-
-        by_index = {(ns.name, lk.index): lk for ns in nss for lk in ns.links}
-
-        # first pass: every interface, with its peer and bridge
-        raw: dict[str, list[dict[str, Any]]] = {}
-        for ns in nss:
-            items = []
-            for lk in ns.links:
-                if lk.name == "lo" or lk.kind in ("dummy",):
-                    continue
-                addrs = [str(a.addr) for a in lk.addresses if isinstance(a.addr, IPv4Interface)
-                         and not a.addr.ip.is_loopback]
-                peer = _peer_of(node, nss, by_index, ns, lk)
-                item: dict[str, Any] = {"name": lk.name, "kind": lk.kind or "", "addresses": addrs,
-                                        "bridge": lk.master, "network": None,
-                                        "peer": {"netns": full[peer[0]], "iface": peer[1]} if peer else None}
-                if lk.vxlan is not None:
-                    item["vxlan"] = {"vni": lk.vxlan.vni, "port": lk.vxlan.dstport or 4789}
-                items.append(item)
-            raw[ns.name] = items
-        # networks: overlay namespaces' own links, gwbridge, then veth peers inherit them
-        for ns in nss:
-            for it in raw[ns.name]:
-                if ns.name in ns_net:
-                    it["network"] = ns_net[ns.name]
-                elif it["name"] == "docker_gwbridge" or it["bridge"] == "docker_gwbridge":
-                    it["network"] = "docker_gwbridge"
-        lookup = {(full[ns.name], it["name"]): it for ns in nss for it in raw[ns.name]}
-        for ns in nss:
-            for it in raw[ns.name]:
-                if it["network"] is None and it["peer"]:
-                    p = lookup.get((it["peer"]["netns"], it["peer"]["iface"]))
-                    if p is not None and p["network"]:
-                        it["network"] = p["network"]
-        # the host's underlay interface(s): addressed, not docker's
-        underlay_ip = None
-        host = node.host
-        if host is not None:
-            for it in raw[host.name]:
-                if it["network"] is None and it["addresses"] and it["kind"] not in ("bridge", "vxlan") \
-                        and not it["name"].startswith(("docker", "br-", "veth")):
-                    it["peer"] = {"netns": "underlay", "iface": ""}
-                    underlay_ip = underlay_ip or it["addresses"][0].split("/")[0]
-                    subnet = str(IPv4Interface(it["addresses"][0]).network)
-                    if subnet not in underlay_subnets:
-                        underlay_subnets.append(subnet)
-        ns_out = []
-        for ns in nss:
-            role = ns.role.value if ns.role.value != "unknown" else "task"
-            ns_out.append({"name": full[ns.name], "short": ns.name, "role": role,
-                           "network": ns_net.get(ns.name), "interfaces": raw[ns.name],
-                           "task": {"name": ns.name} if role == "task" else None})
-        nodes_out.append({"name": nname, "underlay_ip": underlay_ip, "namespaces": ns_out})
-    networks = [vni_net[k] for k in sorted(vni_net)]
-    networks.append({"name": "docker_gwbridge", "vni": None})
-    return {"schema": "meshpkt.lab.status/1", "name": "from dumps", "lb": None,
-            "underlay": {"netns": "underlay", "subnet": ", ".join(underlay_subnets)},
-            "networks": networks, "nodes": nodes_out, "underlay_namespaces": [], "services": []}
+def _default_title(mesh: Mesh) -> str:
+    return f"Lab {mesh.name or '?'}: {len(mesh.nodes)} node(s)" + (f", load balancer {mesh.lb}" if mesh.lb else "")
 
 
-def _find_ns(node: Any, nss: list[Any], link_netns: str | None, exclude: str) -> str | None:
-    """The namespace a ``link-netns`` name points to: ``<lab>-node1-ingress_sbox`` -> ingress_sbox, else
-    the host namespace."""
-    if not link_netns:
-        return None
-    for ns in nss:
-        if ns.name != exclude and (link_netns == ns.name or link_netns.endswith("-" + ns.name)):
-            return str(ns.name)
-    host = node.host
-    return str(host.name) if host is not None and host.name != exclude else None
+def _scene(mesh: Mesh, title: str | None) -> _Scene:
+    if not mesh.nodes:
+        raise UsageError("nothing to draw: the lab status lists no nodes")
+    scene = _Scene(mesh, _palette(mesh), title if title is not None else _default_title(mesh))
+    _build_columns(scene)
+    ns_w, chip_w, per_row = _measure(scene)
+    _layout_rows(scene, ns_w, chip_w, per_row)
+    _veth_links(scene)
+    _captions(scene, _vxlan_buses(scene))
+    return scene
 
 
-def _peer_of(node: Any, nss: list[Any], by_index: dict[tuple[str, int], Any], ns: Any,
-             lk: Any) -> tuple[str, str] | None:
-    """(namespace, interface) at the other end of veth ``lk`` of namespace ``ns``, when it can be told."""
-    if lk.peer_index is None or lk.kind not in (None, "veth"):
-        return None
-    pns = _find_ns(node, nss, lk.link_netns, ns.name)
-    if pns is not None:
-        plk = by_index.get((pns, lk.peer_index))
-        return (pns, str(plk.name)) if plk is not None else None
-    cands = [(str(other.name), str(o.name)) for other in nss if other.name != ns.name for o in other.links
-             if o.index == lk.peer_index and o.peer_index == lk.index]
-    return cands[0] if len(cands) == 1 else None
+# ---------------------------------------------------------------- drawing
+
+
+def _draw_columns(ax: Axes, scene: _Scene) -> None:
+    from matplotlib.patches import FancyBboxPatch
+
+    for col in scene.columns:
+        ax.add_patch(FancyBboxPatch((col.x, col.y), col.w, col.h, boxstyle="round,pad=0,rounding_size=0.1",
+                                    facecolor=col.fill, edgecolor="#666666", linewidth=1.0, zorder=0, gid="node"))
+        ax.text(col.x + 0.12, col.y + 0.08, col.title, size=SIZE_TEXT + 1, weight="bold", va="top", ha="left",
+                zorder=5, gid="node")
+        for ns in col.namespaces:
+            ax.add_patch(FancyBboxPatch((ns.x, ns.y), ns.w, ns.h, boxstyle="round,pad=0,rounding_size=0.06",
+                                        facecolor="white", edgecolor="#777777", linewidth=0.9, zorder=2,
+                                        gid="namespace"))
+            ax.text(ns.x + NS_PAD, ns.y + 0.06, ns.header, size=SIZE_TEXT, weight="bold", va="top", ha="left",
+                    zorder=5, gid="namespace", bbox={"boxstyle": "square,pad=0.1", "facecolor": "white",
+                                                     "edgecolor": "none"})
+            for c in ns.chips:
+                ax.add_patch(FancyBboxPatch((c.x, c.y), c.w, c.h, boxstyle="round,pad=0,rounding_size=0.04",
+                                            facecolor="#F4F4F4", edgecolor=scene.palette.color(c.network),
+                                            linewidth=1.4, zorder=4, gid="iface"))
+                ax.text(c.x + CHIP_PAD, c.y + CHIP_PAD * 0.7, c.text, size=SIZE_SMALL, va="top", ha="left",
+                        zorder=5, gid="iface")
+
+
+def _draw_links(ax: Axes, scene: _Scene) -> None:
+    from matplotlib.lines import Line2D
+
+    pal = scene.palette
+    for net, pts in scene.links:
+        ax.add_line(Line2D([p[0] for p in pts], [p[1] for p in pts], color=pal.color(net),
+                           linestyle=pal.style(net), linewidth=pal.widths.get(net, 1.4), zorder=3,
+                           gid="link"))
+
+
+def _underlay_label(scene: _Scene) -> str:
+    u = scene.mesh.underlay
+    parts = [str(u.subnet) if u.subnet is not None else "", f"bridge {u.bridge}" if u.bridge else "", u.netns]
+    return "underlay " + " · ".join(p for p in parts if p)
+
+
+def _draw_underlay_bus(ax: Axes, scene: _Scene) -> None:
+    from matplotlib.lines import Line2D
+
+    if not scene.underlay_drops:
+        return
+    color, width, bus_y = scene.palette.colors[UNDERLAY], scene.palette.widths[UNDERLAY], scene.bus_y
+    xs = [p[0] for p in scene.underlay_drops]
+    for xu, yu in scene.underlay_drops:
+        ax.add_line(Line2D([xu, xu], [bus_y, yu], color=color, linewidth=width, zorder=1 if yu > bus_y else 3,
+                           gid="link"))
+    ax.add_line(Line2D([min(xs) - 0.1, max(xs) + 0.1], [bus_y, bus_y], color=color, linewidth=3.5,
+                       solid_capstyle="round", zorder=3, gid="underlay-bus"))
+    cc = scene.client_col
+    lx = (cc.x + cc.w + 0.25) if cc is not None else 0.3
+    ax.text(lx, bus_y - 0.07, _underlay_label(scene), size=SIZE_SMALL, va="bottom", ha="left", color="#333333",
+            zorder=5, gid="underlay-bus")
+
+
+def _draw_buses_and_legend(ax: Axes, scene: _Scene) -> None:
+    from matplotlib.lines import Line2D
+
+    pal = scene.palette
+    for net, yb, xs_bus in scene.bus_rows:
+        ax.add_line(Line2D([min(xs_bus) - 0.1, max(xs_bus) + 0.1], [yb, yb], color=pal.color(net.name, "#555"),
+                           linestyle=pal.style(net.name, "--"), linewidth=3.0, zorder=3, gid="vxlan-bus"))
+        ax.text(max(xs_bus) + 0.2, yb, f"VXLAN VNI {net.vni} ({net.name})", size=SIZE_SMALL, va="center",
+                ha="left", color="#222222", zorder=5, gid="vxlan-bus")
+    if scene.caption:
+        ax.text(0.3, scene.caption_y + 0.1, scene.caption, size=SIZE_SMALL, va="top", ha="left", zorder=5,
+                gid="services")
+    lx, ly = 0.3, scene.legend_y + 0.2
+    for key, text in scene.legend_items:
+        ax.add_line(Line2D([lx, lx + 0.5], [ly, ly], color=pal.color(key, "#555"), linestyle=pal.style(key),
+                           linewidth=pal.widths.get(key, 1.5), gid="legend"))
+        ax.text(lx + 0.58, ly, text, size=SIZE_SMALL, va="center", ha="left", gid="legend")
+        lx += 0.58 + text_size(text, SIZE_SMALL)[0] + 0.25
+
+
+def topology_diagram(status: Mesh | Mapping[str, Any] | MeshModel, *, title: str | None = None) -> Figure:
+    """Draw a mesh: nodes, their namespaces, interfaces and addresses, veth pairs, bridges, the underlay
+    and the VXLAN networks with their VNIs.
+
+    ``status``: a :class:`Mesh`, a lab status document (``meshpkt lab status --json``) or a
+    :class:`meshpkt.rules.model.MeshModel` built from dumps. Raises UsageError when there is nothing to
+    draw."""
+    scene = _scene(as_mesh(status), title)
+    fig = new_figure(scene.width, scene.height)
+    ax = inch_axes(fig)
+    ax.text(0.3, scene.title_y, scene.title, size=SIZE_TITLE, weight="bold", va="top", ha="left", gid="title")
+    _draw_columns(ax, scene)
+    _draw_links(ax, scene)
+    _draw_underlay_bus(ax, scene)
+    _draw_buses_and_legend(ax, scene)
+    return fig

@@ -180,3 +180,79 @@ def parse_docker_services(text: str) -> tuple[list[DockerService], list[str]]:
         svc.replicas = int(rep) if isinstance(rep, int) else None
         out.append(svc)
     return out, unparsed
+
+
+# ---------------------------------------------------------------------- real Docker state (issue 13)
+_INFRA = ("ingress-sbox", "gateway_", "lb-")
+
+
+@dataclass
+class DockerTask:
+    """A task found in ``docker network inspect`` on a node: name, service, address and VNI per network,
+    and the namespace of the dump holding that address."""
+
+    node: str
+    name: str
+    docker_name: str
+    service: str
+    addresses: list[tuple[str, IPv4Interface, int | None]] = field(default_factory=list)
+    namespace: str | None = None
+
+    def label(self) -> str:
+        """``node1/<ns> my-web.3 (service my-web): ingress 10.0.0.7 VNI 4096, my-overlay 10.0.1.5 VNI 4097``."""
+        addrs = ", ".join(f"{n} {a.ip}" + (f" VNI {v}" if v is not None else "") for n, a, v in self.addresses)
+        return f"{self.node}/{self.namespace or '?'} {self.name} (service {self.service}): {addrs}"
+
+
+def docker_tasks(model: Any) -> list[DockerTask]:
+    """Every task endpoint of every node's ``docker network inspect`` (not ingress-sbox / lb- / gateway
+    endpoints), joined across networks by container, with its service from ``docker service inspect``."""
+    services = sorted((s.name for s in model.services()), key=len, reverse=True)
+    out: list[DockerTask] = []
+    for node in model.nodes.values():
+        by_key: dict[str, DockerTask] = {}
+        for net in node.networks:
+            vni = net.vnis[0] if net.vnis else None
+            for c in net.containers:
+                if c.ipv4 is None or c.name.startswith(_INFRA) or c.key.startswith(_INFRA):
+                    continue
+                svc = next((s for s in services if c.name.startswith(s + ".")), "")
+                short = ".".join(c.name.split(".")[:2]) if svc and c.name.count(".") >= 2 else c.name
+                t = by_key.setdefault(c.key, DockerTask(node.name, short, c.name, svc))
+                t.addresses.append((net.name, c.ipv4, vni))
+        for t in by_key.values():
+            ns = next((ns for ns in node.namespaces.values()
+                       if any(ns.has_address(a.ip) for _n, a, _v in t.addresses)), None)
+            t.namespace = ns.name if ns is not None else None
+            t.addresses.sort(key=lambda x: (x[0] != "ingress", x[0]))
+        out += sorted(by_key.values(), key=lambda t: t.name)
+    return out
+
+
+def routing_mesh_findings(model: Any) -> list[Any]:
+    """Error per node whose host namespace was dumped but where a service's published port has no
+    DNAT, no MARK and no load balancer: Docker skipped the routing mesh (a kernel without ip_vs)."""
+    from meshpkt.rules.explain import Finding
+
+    ports = [(s.name, p) for s in model.services() for p in s.ports if p.published and p.mode == "ingress"]
+    if not ports:
+        return []
+    dnat = {(p.node, p.proto, p.port) for p in model.published_ports()}
+    marks = {(m.node, m.port) for m in model.marks() if m.port is not None}
+    lbs = {s.node for s in model.lb_services()}
+    out = []
+    for node in model.nodes.values():
+        host = node.host
+        if host is None or not host.has_table("nat"):
+            continue
+        missing = [(svc, p) for svc, p in ports if (node.name, p.protocol, p.published) not in dnat
+                   and (node.name, p.published) not in marks]
+        if not missing:
+            continue
+        what = ", ".join(f"{p.protocol}/{p.published} ({svc})" for svc, p in missing)
+        lb = "" if node.name in lbs else ", no load balancer (IPVS or nft) in ingress_sbox"
+        out.append(Finding("error", "no-routing-mesh",
+                           f"routing mesh not programmed on {node.name}: published {what} has no DOCKER-INGRESS "
+                           f"DNAT and no MARK{lb} (Docker skips the routing mesh when the kernel has no ip_vs; "
+                           "published ports are refused)", node.name, host.name))
+    return out

@@ -36,13 +36,19 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
 from meshpkt.errors import UsageError
-from meshpkt.rules.docker import DockerNetwork, DockerService, parse_docker_networks, parse_docker_services
+from meshpkt.mesh.model import Role
+from meshpkt.rules.docker import (
+    DockerNetwork,
+    DockerService,
+    docker_tasks,
+    parse_docker_networks,
+    parse_docker_services,
+)
 from meshpkt.rules.iproute import (
     FdbEntry,
     Link,
@@ -66,16 +72,9 @@ from meshpkt.rules.nft import IPTABLES_NFT_TABLES, parse_nft_json
 from meshpkt.rules.transcript import HOST, classify_command, split_transcript
 from meshpkt.rules.types import Chain, Rule, Ruleset
 
+DUMP_ROLES = (Role.HOST, Role.INGRESS_SBOX, Role.OVERLAY, Role.LB, Role.TASK)
+"""Roles a dumped namespace can have (:class:`meshpkt.mesh.model.Role`; client/underlay are lab-only)."""
 
-class Role(StrEnum):
-    """What a namespace does in the mesh."""
-
-    HOST = "host"
-    INGRESS_SBOX = "ingress_sbox"
-    OVERLAY = "overlay"
-    LB = "lb"
-    TASK = "task"
-    UNKNOWN = "unknown"
 
 
 def role_from_name(name: str) -> Role:
@@ -101,10 +100,9 @@ def parse_role(text: str) -> Role:
     aliases = {"sbox": "ingress_sbox", "ingress": "ingress_sbox", "root": "host", "node": "host",
                "container": "task", "vxlan": "overlay", "lb_": "lb"}
     t = aliases.get(t, t)
-    try:
+    if t in DUMP_ROLES:
         return Role(t)
-    except ValueError:
-        raise UsageError(f"unknown namespace role {text!r} (host, ingress_sbox, overlay, lb, task)") from None
+    raise UsageError(f"unknown namespace role {text!r} (host, ingress_sbox, overlay, lb, task)")
 
 
 @dataclass
@@ -149,7 +147,8 @@ class LbService:
 
     def label(self) -> str:
         """``"FWM 258 rr"`` / ``"TCP 10.0.0.5:80 rr"``."""
-        head = f"FWM {self.fwmark}" if self.fwmark is not None else f"{(self.proto or '').upper()} {self.addr}:{self.port}"
+        head = (f"FWM {self.fwmark}" if self.fwmark is not None
+                else f"{(self.proto or '').upper()} {self.addr}:{self.port}")
         return f"{head} {self.scheduler}"
 
 
@@ -599,7 +598,8 @@ class MeshModel:
                     "networks": [net.name for net in n.networks],
                     "services": [s.name for s in n.services],
                 } for n in self.nodes.values()},
-            "published_ports": [f"{p.node} {p.proto}/{p.port} -> {p.to_addr}:{p.to_port}" for p in self.published_ports()],
+            "published_ports": [f"{p.node} {p.proto}/{p.port} -> {p.to_addr}:{p.to_port}"
+                                for p in self.published_ports()],
             "marks": [f"{m.node}/{m.namespace} {m.fwmark:#x} " + (f"{m.proto}/{m.port}" if m.port else f"vip {m.vip}")
                       for m in self.marks()],
             "lb_services": [f"{s.node}/{s.namespace} {s.kind} {s.label()} -> "
@@ -608,6 +608,7 @@ class MeshModel:
             "overlays": [f"{o.node}/{o.namespace} {o.device} vni {o.vni} port {o.dstport} peers {len(o.peers)}"
                          for o in self.overlays()],
             "redirects": [f"{r.node}/{r.namespace} {r.addr}:{r.port} -> :{r.to_port}" for r in self.redirects()],
+            "tasks": [t.label() for t in docker_tasks(self)],
             "unparsed_lines": len(self.unparsed()),
             "notes": self.notes,
         }

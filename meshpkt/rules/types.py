@@ -14,10 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from meshpkt.mesh import addr as mesh_addr
+from meshpkt.mesh.proto import PROTO_NAMES
+
 PortRange = tuple[int, int]
 """An inclusive port range ``(low, high)``; one port is ``(p, p)``."""
 
-PROTO_NUMBERS = {"0": "all", "1": "icmp", "6": "tcp", "17": "udp", "132": "sctp", "50": "esp", "47": "gre"}
+PROTO_NUMBERS = {"0": "all"} | {str(num): name for num, name in PROTO_NAMES.items()}
+"""Protocol numbers as dumps print them -> names (``"6"`` -> ``"tcp"``)."""
 
 # iptables tables as netfilter hooks: (hook, priority) of each built-in chain.
 IPTABLES_PRIORITY = {"raw": -300, "mangle": -150, "nat": -100, "filter": 0, "security": 50}
@@ -48,12 +52,12 @@ def parse_mac(text: str) -> bytes | None:
 
 def mac_str(mac: bytes | None) -> str:
     """6 bytes -> ``"02:42:0a:00:00:14"`` (``"-"`` for None)."""
-    return "-" if mac is None else ":".join(f"{b:02x}" for b in mac)
+    return "-" if mac is None else mesh_addr.mac_str(mac)
 
 
 def docker_mac(addr: IPv4Address) -> bytes:
     """The MAC Docker gives an overlay endpoint: ``02:42`` + the IPv4 bytes."""
-    return b"\x02\x42" + addr.packed
+    return mesh_addr.docker_mac(addr).to_bytes(6, "big")
 
 
 def parse_net(text: str) -> IPv4Network | None:

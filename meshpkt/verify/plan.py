@@ -27,9 +27,28 @@ from typing import Any
 from meshpkt.errors import UsageError
 from meshpkt.rules.model import MeshModel, Namespace
 from meshpkt.rules.types import Rule, parse_mac
-from meshpkt.verify.types import Check, Probe
+from meshpkt.verify.types import (
+    Check,
+    DnatParams,
+    FdbParams,
+    LbParams,
+    LinkParams,
+    MarkParams,
+    MtuParams,
+    Probe,
+    RedirectParams,
+    ServerParams,
+    SnatParams,
+    UnpublishedParams,
+    VipmarkParams,
+    XfrmParams,
+)
 
-KIND_ORDER = ["server", "link", "fdb", "dnat", "unpublished", "mark", "vipmark", "lb", "snat", "redirect", "mtu"]
+XFRM_MARK = 0xD0C4E3
+_FRESH = random.Random()
+
+KIND_ORDER = ["server", "link", "fdb", "dnat", "hostdnat", "unpublished", "mark", "vipmark", "lb", "snat", "redirect", "xfrm",
+              "dnsrr", "mtu"]
 """Judging order: every check's prerequisites come earlier."""
 
 MTU_PAYLOAD = 4000
@@ -52,6 +71,20 @@ class VerifyPlan:
             if p.id == pid:
                 return p
         raise KeyError(pid)
+
+
+@dataclass
+class _Entry:
+    """An entry node of the ingress path: its namespaces and the capture points around ingress_sbox."""
+
+    node: str
+    host: dict[str, Any]
+    sbox: dict[str, Any]
+    nd: dict[str, Any]
+    gw: str
+    h_eth0: str
+    sb_eth1: str
+    sb_eth0: str
 
 
 def _ip(cidr: str) -> str:
@@ -166,7 +199,9 @@ class _Ids:
     def __init__(self, rng: random.Random, port_base: int | None) -> None:
         self.rng = rng
         self.n = 0
-        self.port = port_base if port_base is not None else rng.randrange(20000, 29000)
+        # fresh source ports on every run unless pinned: a 5-tuple repeated within conntrack's timeouts (an
+        # unanswered SYN stays 120 s) would follow the old entry instead of the rules being verified
+        self.port = port_base if port_base is not None else _FRESH.randrange(20000, 29000)
         self.seqs: set[int] = set()
 
     def next(self, prefix: str = "p") -> str:
@@ -198,13 +233,31 @@ def _syn_frame(src_mac: str, dst_mac: str, src: str, sport: int, dst: str, dport
     return bytes(pkt)
 
 
+def _udp_frame(src_mac: str, dst_mac: str, src: str, sport: int, dst: str, dport: int, payload: bytes,
+               ip_id: int) -> bytes:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+
+    return bytes(Ether(src=src_mac, dst=dst_mac) / IP(src=src, dst=dst, ttl=64, id=ip_id, flags="DF")
+                 / UDP(sport=sport, dport=dport) / payload)
+
+
+def udp_key(payload: bytes) -> int:
+    """How a UDP probe is recognised on every hop: the low 32 bits of the packet table's ``payload_hash``."""
+    from meshpkt.decode.slow import HASH_BYTES, fnv1a64
+
+    return fnv1a64(payload[:HASH_BYTES]) & 0xFFFFFFFF
+
+
 # ---------------------------------------------------------------------- the planner
 
 
 class _Planner:
     def __init__(self, status: dict[str, Any], lab_plan: Any, model: MeshModel, existing: Iterable[str] | None,
-                 rng: random.Random, port_base: int | None, mtu_payload: int) -> None:
+                 rng: random.Random, port_base: int | None, mtu_payload: int,
+                 xfrm: dict[str, dict[str, Any]] | None = None) -> None:
         self.v = LabView(status, existing)
+        self.xfrm_state = xfrm
         self.plan = lab_plan
         self.model = model
         self.ids = _Ids(rng, port_base)
@@ -226,11 +279,20 @@ class _Planner:
         return c
 
     def frame_probe(self, group: str, netns: str, iface: str, src_mac: str, dst_mac: str, src: str, dst: str,
-                    dport: int, mss: int, **kw: Any) -> Probe:
-        sport, seq = self.ids.sport(), self.ids.seq()
-        frame = _syn_frame(src_mac, dst_mac, src, sport, dst, dport, seq, mss, self.rng.randrange(1, 65535))
+                    dport: int, mss: int, proto: str = "tcp", **kw: Any) -> Probe:
+        sport, ip_id = self.ids.sport(), self.rng.randrange(1, 65535)
+        if proto == "udp":
+            # conntrack keeps a UDP flow 30-120 s: a repeated 5-tuple (same seed, run again) would skip every
+            # NAT rule, so UDP source ports are fresh on every run (33000-59999, apart from the TCP ones)
+            sport = _FRESH.randrange(33000, 60000)
+            payload = f"meshpkt-verify {self.rng.getrandbits(64):016x}".encode()
+            seq = udp_key(payload)
+            frame = _udp_frame(src_mac, dst_mac, src, sport, dst, dport, payload, ip_id)
+        else:
+            seq = self.ids.seq()
+            frame = _syn_frame(src_mac, dst_mac, src, sport, dst, dport, seq, mss, ip_id)
         p = Probe(id=self.ids.next(), kind="frame", group=group, netns=netns, iface=iface, src=src, sport=sport,
-                  dst=dst, dport=dport, seq=seq, frame=frame, **kw)
+                  dst=dst, dport=dport, seq=seq, frame=frame, proto=proto, **kw)
         self.probes.append(p)
         return p
 
@@ -284,12 +346,8 @@ class _Planner:
     # -------------------------------------------------------------- ingress
     def ingress(self) -> None:
         v = self.v
-        client = v.client
-        cns = next((ns for ns in v.status.get("underlay_namespaces", []) if ns["name"] == client["netns"]), None)
-        cif = LabView.iface(cns, "eth0") if cns else None
-        client_mtu = int(cif["mtu"]) if cif else 1500
         for svc in v.services:
-            pubs = [p for p in svc["published"] if p["protocol"] == "tcp"]
+            pubs = [p for p in svc["published"] if p.get("mode", "ingress") == "ingress"]
             if not pubs:
                 continue
             bks = self.backends(svc, "ingress")
@@ -297,87 +355,115 @@ class _Planner:
                 self.notes.append(f"service {svc['name']} has no backend on ingress: ingress paths not probed")
                 continue
             for node in v.node_names:
-                host = v.ns(node, "host")
-                sbox = v.ns(node, "ingress_sbox")
-                if host is None or sbox is None or not v.alive(host) or not v.alive(sbox):
-                    self.notes.append(f"{node}: host or ingress_sbox namespace missing, ingress not probed")
+                entry = self.entry(node)
+                if entry is None:
                     continue
-                nd = v.nodes[node]
-                gw = v.sbox_gw_ip(node) or ""
-                fwmark = int(svc["fwmarks"].get(node, {}).get("ingress", 0))
-                sb_eth1 = v.point(node, sbox, (LabView.iface_on(sbox, "docker_gwbridge") or {"name": "eth1"})["name"])
-                sb_ovl = LabView.iface_on(sbox, "ingress") or {"name": "eth0", "mac": ""}
-                sb_eth0 = v.point(node, sbox, sb_ovl["name"])
-                h_eth0 = v.point(node, host, "eth0")
                 for pub in pubs:
-                    P = int(pub["published"])
-                    probes = [self.frame_probe("ingress", client["netns"], "eth0", client["mac"], nd["mac"],
-                                               client["ip"], nd["underlay_ip"], P, 1460, entry=node,
-                                               target=svc["name"], network="ingress")
-                              for _ in bks]
-                    pids = [p.id for p in probes]
-                    # host nat DOCKER-INGRESS DNAT
-                    pp = [x for x in self.model.published_ports() if x.node == node and x.port == P
-                          and x.namespace == "host"]
-                    exp = _plan_rules(self.plan, host["name"], f"dnat:{P}")
-                    r = pp[0].rule if pp else None
-                    dnat = self.add(Check(
-                        id=f"dnat:{node}:{P}", kind="dnat", node=node, namespace="host", netns=host["name"],
-                        where=f"nat {r.chain if r else (exp[0].chain if exp else 'DOCKER-INGRESS')}",
-                        rule=r.text if r else (_expected_text(exp[0].args, exp[0].chain) if exp else
-                                               f"-A DOCKER-INGRESS -p tcp -m tcp --dport {P} -j DNAT "
-                                               f"--to-destination {gw}:{P}"),
-                        present=r is not None, counter_key=_counter_key(host["name"], r) if r else None,
-                        probes={pid: [] for pid in pids},
-                        params={"entry_point": h_eth0, "after_point": sb_eth1, "dst": nd["underlay_ip"],
-                                "to": gw, "port": P}))
-                    # ingress_sbox mangle PREROUTING MARK
-                    mk = [m for m in self.model.marks() if m.node == node and m.namespace == "ingress_sbox"
-                          and m.port == P]
-                    exp = _plan_rules(self.plan, sbox["name"], f"mark:{svc['name']}")
-                    r = mk[0].rule if mk else None
-                    mark = self.add(Check(
-                        id=f"mark:{node}:{P}", kind="mark", node=node, namespace="ingress_sbox", netns=sbox["name"],
-                        where=f"{r.table} {r.chain}" if r else "mangle PREROUTING",
-                        rule=r.text if r else (_expected_text(exp[0].args, exp[0].chain) if exp else
-                                               f"-A PREROUTING -p tcp -m tcp --dport {P} -j MARK --set-xmark "
-                                               f"{fwmark:#x}/0xffffffff"),
-                        present=r is not None, counter_key=_counter_key(sbox["name"], r) if r else None,
-                        probes={pid: [dnat.id] for pid in pids},
-                        params={"before_point": sb_eth1, "after_point": sb_eth0, "to": gw, "port": P,
-                                "fwmark": fwmark}))
-                    lb = self.lb_check(node, sbox, "ingress", fwmark, bks, {pid: [mark.id] for pid in pids},
-                                       before=(sb_eth1, gw, P), after_point=sb_eth0)
-                    snat = self.snat_check(node, sbox, "ingress", {pid: [lb.id] for pid in pids},
-                                           before=(sb_eth1, gw, P), after_point=sb_eth0)
-                    # REDIRECT in each task (any entry node may reach any task)
-                    for task, ip, _mac in bks:
-                        pre = [snat.id] + self.path_prereqs(node, sbox, "ingress", task)
-                        self.redirect_check(svc, task, ip, P, {pid: pre for pid in pids})
-                # MTU: real connections, one per backend (round robin), to the first published port
-                P0 = int(pubs[0]["published"])
-                conns = []
-                for _ in bks:
-                    sport = self.ids.sport()
-                    p = Probe(id=self.ids.next("m"), kind="conn", group="mtu", netns=client["netns"], iface=None,
-                              src=client["ip"], sport=sport, dst=nd["underlay_ip"], dport=P0,
-                              size=self.mtu_payload, entry=node, target=svc["name"], network="ingress")
-                    self.probes.append(p)
-                    conns.append(p)
-                for task, ip, _mac in bks:
-                    t = v.task(task)
-                    pre = [f"snat:{node}/ingress_sbox", f"redirect:{task}:{P0}"]
-                    pre += self.path_prereqs(node, sbox, "ingress", task, back=True)
-                    path = self.mtu_path(node, sbox, t, h_eth0, sb_eth1, sb_eth0)
-                    self.add(Check(
-                        id=f"mtu:{node}>{task}", kind="mtu", node=node, namespace="path",
-                        netns=f"{v.prefix}underlay", where="mtu",
-                        rule=f"{client['ip']} -> {nd['underlay_ip']}:{P0} -> {task} {ip}: full-size segments (DF) "
-                             f"through VXLAN (overlay mtu {v.networks['ingress'].get('mtu')} + 50)",
-                        present=None, probes={p.id: pre for p in conns},
-                        params={"task": task, "ip": ip, "path": path, "sbox_point": sb_eth0,
-                                "client_point": v.point("client", {"short": "host"}, "eth0"),
-                                "client_mss": client_mtu - 40}))
+                    self.ingress_port(svc, entry, pub, bks)
+                tcp = [p for p in pubs if p["protocol"] == "tcp"]
+                if tcp:
+                    self.mtu_checks(svc, entry, int(tcp[0]["published"]), bks)
+
+    def entry(self, node: str) -> _Entry | None:
+        """The namespaces and capture points of ``node`` an ingress probe crosses (None: not probed)."""
+        v = self.v
+        host, sbox = v.ns(node, "host"), v.ns(node, "ingress_sbox")
+        if host is None or sbox is None or not v.alive(host) or not v.alive(sbox):
+            self.notes.append(f"{node}: host or ingress_sbox namespace missing, ingress not probed")
+            return None
+        eth1 = (LabView.iface_on(sbox, "docker_gwbridge") or {"name": "eth1"})["name"]
+        ovl = LabView.iface_on(sbox, "ingress") or {"name": "eth0", "mac": ""}
+        return _Entry(node=node, host=host, sbox=sbox, nd=v.nodes[node], gw=v.sbox_gw_ip(node) or "",
+                      h_eth0=v.point(node, host, "eth0"), sb_eth1=v.point(node, sbox, eth1),
+                      sb_eth0=v.point(node, sbox, ovl["name"]))
+
+    def ingress_port(self, svc: dict[str, Any], e: _Entry, pub: dict[str, Any], bks: list[tuple[str, str, str]]) -> None:
+        """Probes to ``NODE:P`` (one per backend) and the dnat, mark, lb, snat and redirect checks they prove."""
+        v, node, P, proto = self.v, e.node, int(pub["published"]), str(pub["protocol"])
+        client = v.client
+        fwmark = int(svc["fwmarks"].get(node, {}).get("ingress", 0))
+        probes = [self.frame_probe("ingress", client["netns"], "eth0", client["mac"], e.nd["mac"], client["ip"],
+                                   e.nd["underlay_ip"], P, 1460, entry=node, target=svc["name"], network="ingress",
+                                   proto=proto)
+                  for _ in bks]
+        pids = [p.id for p in probes]
+        sfx = "" if proto == "tcp" else f"/{proto}"
+        dnat = self.dnat_check(e, P, proto, {pid: [] for pid in pids})
+        mark = self.mark_check(svc, e, P, proto, fwmark, {pid: [dnat.id] for pid in pids})
+        lb = self.lb_check(node, e.sbox, "ingress", fwmark, bks, {pid: [mark.id] for pid in pids},
+                           before=(e.sb_eth1, e.gw, P), after_point=e.sb_eth0, proto=proto)
+        snat = self.snat_check(node, e.sbox, "ingress", {pid: [lb.id] for pid in pids},
+                               before=(e.sb_eth1, e.gw, P), after_point=e.sb_eth0, proto=proto)
+        for task, ip, _mac in bks:  # any entry node may reach any task
+            pre = [snat.id] + self.path_prereqs(node, e.sbox, "ingress", task)
+            self.redirect_check(svc, task, ip, P, {pid: pre for pid in pids}, proto, sfx)
+
+    def dnat_check(self, e: _Entry, P: int, proto: str, probes: dict[str, list[str]]) -> Check:
+        """host nat DOCKER-INGRESS DNAT of ``P/proto``."""
+        host, node = e.host, e.node
+        pp = [x for x in self.model.published_ports() if x.node == node and x.port == P and x.namespace == "host"
+              and x.proto == proto]
+        sfx = "" if proto == "tcp" else f"/{proto}"
+        exp = _plan_rules(self.plan, host["name"], f"dnat:{P}{sfx}")
+        r = pp[0].rule if pp else None
+        return self.add(Check(
+            id=f"dnat:{node}:{P}{sfx}", kind="dnat", node=node, namespace="host", netns=host["name"],
+            where=f"nat {r.chain if r else (exp[0].chain if exp else 'DOCKER-INGRESS')}",
+            rule=r.text if r else (_expected_text(exp[0].args, exp[0].chain) if exp else
+                                   f"-A DOCKER-INGRESS -p {proto} -m {proto} --dport {P} -j DNAT "
+                                   f"--to-destination {e.gw}:{P}"),
+            present=r is not None, counter_key=_counter_key(host["name"], r) if r else None, probes=probes,
+            params=DnatParams(before_point=e.h_eth0, after_point=e.sb_eth1, dst=e.nd["underlay_ip"], to=e.gw,
+                              port=P, proto=proto)))
+
+    def mark_check(self, svc: dict[str, Any], e: _Entry, P: int, proto: str, fwmark: int,
+                   probes: dict[str, list[str]]) -> Check:
+        """ingress_sbox mangle PREROUTING MARK of ``P/proto``."""
+        node, sbox = e.node, e.sbox
+        mk = [m for m in self.model.marks() if m.node == node and m.namespace == "ingress_sbox" and m.port == P
+              and m.proto in (proto, None)]
+        exp = [r for r in _plan_rules(self.plan, sbox["name"], f"mark:{svc['name']}") if str(P) in r.args
+               and proto in r.args]
+        r = mk[0].rule if mk else None
+        sfx = "" if proto == "tcp" else f"/{proto}"
+        return self.add(Check(
+            id=f"mark:{node}:{P}{sfx}", kind="mark", node=node, namespace="ingress_sbox", netns=sbox["name"],
+            where=f"{r.table} {r.chain}" if r else "mangle PREROUTING",
+            rule=r.text if r else (_expected_text(exp[0].args, exp[0].chain) if exp else
+                                   f"-A PREROUTING -p {proto} -m {proto} --dport {P} -j MARK --set-xmark "
+                                   f"{fwmark:#x}/0xffffffff"),
+            present=r is not None, counter_key=_counter_key(sbox["name"], r) if r else None, probes=probes,
+            params=MarkParams(before_point=e.sb_eth1, after_point=e.sb_eth0, dst=e.gw, to=e.gw, port=P,
+                              fwmark=fwmark, proto=proto,
+                              lb_present=self.lb_of(node, sbox["name"], fwmark) is not None)))
+
+    def mtu_checks(self, svc: dict[str, Any], e: _Entry, P0: int, bks: list[tuple[str, str, str]]) -> None:
+        """MTU: real connections from the client, one per backend (round robin), to the first TCP port."""
+        v, node, client = self.v, e.node, self.v.client
+        cns = next((ns for ns in v.status.get("underlay_namespaces", []) if ns["name"] == client["netns"]), None)
+        cif = LabView.iface(cns, "eth0") if cns else None
+        client_mtu = int(cif["mtu"]) if cif else 1500
+        conns = []
+        for _ in bks:
+            p = Probe(id=self.ids.next("m"), kind="conn", group="mtu", netns=client["netns"], iface=None,
+                      src=client["ip"], sport=self.ids.sport(), dst=e.nd["underlay_ip"], dport=P0,
+                      size=self.mtu_payload, entry=node, target=svc["name"], network="ingress")
+            self.probes.append(p)
+            conns.append(p)
+        for task, ip, _mac in bks:
+            t = v.task(task)
+            pre = [f"snat:{node}/ingress_sbox", f"redirect:{task}:{P0}"]
+            pre += self.path_prereqs(node, e.sbox, "ingress", task, back=True)
+            path = self.mtu_path(node, e.sbox, t, e.h_eth0, e.sb_eth1, e.sb_eth0)
+            self.add(Check(
+                id=f"mtu:{node}>{task}", kind="mtu", node=node, namespace="path",
+                netns=f"{v.prefix}underlay", where="mtu",
+                rule=f"{client['ip']} -> {e.nd['underlay_ip']}:{P0} -> {task} {ip}: full-size segments (DF) "
+                     f"through VXLAN (overlay mtu {v.networks['ingress'].get('mtu')} + 50)",
+                present=None, probes={p.id: pre for p in conns},
+                params=MtuParams(task=task, ip=ip, path=path, sbox_point=e.sb_eth0,
+                                 client_point=v.point("client", {"short": "host"}, "eth0"),
+                                 client_mss=client_mtu - 40)))
 
     def mtu_path(self, node: str, sbox: dict[str, Any], t: tuple[str, dict[str, Any]] | None, h_eth0: str,
                  sb_eth1: str, sb_eth0: str) -> list[list[Any]]:
@@ -404,7 +490,8 @@ class _Planner:
         return path
 
     def lb_check(self, node: str, lbns: dict[str, Any], network: str, fwmark: int, bks: list[tuple[str, str, str]],
-                 probes: dict[str, list[str]], before: tuple[str, str, int], after_point: str) -> Check:
+                 probes: dict[str, list[str]], before: tuple[str, str, int], after_point: str,
+                 proto: str = "tcp") -> Check:
         v = self.v
         s = self.lb_of(node, lbns["name"], fwmark)
         exp_backends = [ip for _t, ip, _m in bks]
@@ -420,13 +507,13 @@ class _Planner:
         return self.add(Check(
             id=f"lb:{node}/{lbns['short']}:{fwmark}", kind="lb", node=node, namespace=lbns["short"],
             netns=lbns["name"], where=where, rule=text, present=s is not None, counter_key=None, probes=probes,
-            params={"before_point": before[0], "dst": before[1], "port": before[2], "after_point": after_point,
-                    "backends": model_backends or exp_backends, "expected_backends": exp_backends,
-                    "fwmark": fwmark, "label": s.label() if s else f"FWM {fwmark} rr",
-                    "node_ip": v.vtep(node)}))
+            params=LbParams(before_point=before[0], dst=before[1], port=before[2], after_point=after_point,
+                            backends=model_backends or exp_backends, expected_backends=exp_backends,
+                            fwmark=fwmark, label=s.label() if s else f"FWM {fwmark} rr", node_ip=v.vtep(node),
+                            proto=proto)))
 
     def snat_check(self, node: str, lbns: dict[str, Any], network: str, probes: dict[str, list[str]],
-                   before: tuple[str, str, int], after_point: str) -> Check:
+                   before: tuple[str, str, int], after_point: str, proto: str = "tcp") -> Check:
         mns = self.v.model_ns_name(node, lbns["name"])
         sn = [x for x in self.model.snat_rules() if x.node == node and x.namespace == mns]
         exp = _plan_rules(self.plan, lbns["name"], "snat")
@@ -440,11 +527,12 @@ class _Planner:
             rule=r.text if r else (_expected_text(exp[0].args, exp[0].chain) if exp else
                                    f"-A POSTROUTING -d {self.v.networks[network]['subnet']} -j SNAT --to-source {want}"),
             present=r is not None, counter_key=_counter_key(lbns["name"], r) if r else None, probes=probes,
-            params={"before_point": before[0], "dst": before[1], "port": before[2], "after_point": after_point,
-                    "to": to, "subnet": self.v.networks[network]["subnet"]}))
+            params=SnatParams(before_point=before[0], dst=before[1], port=before[2], after_point=after_point,
+                              to=to, subnet=self.v.networks[network]["subnet"], proto=proto)))
         return c
 
-    def redirect_check(self, svc: dict[str, Any], task: str, ip: str, P: int, probes: dict[str, list[str]]) -> None:
+    def redirect_check(self, svc: dict[str, Any], task: str, ip: str, P: int, probes: dict[str, list[str]],
+                       proto: str = "tcp", sfx: str = "") -> None:
         v = self.v
         t = v.task(task)
         if t is None:
@@ -452,21 +540,23 @@ class _Planner:
         tnode, tns = t
         alive = v.alive(tns)
         mns = v.model_ns_name(tnode, tns["name"])
-        rd = [x for x in self.model.redirects() if x.node == tnode and x.namespace == mns and x.port == P]
-        exp = _plan_rules(self.plan, tns["name"], f"redirect:{P}")
-        target = next((int(p["target"]) for p in svc["published"] if int(p["published"]) == P), P)
+        rd = [x for x in self.model.redirects() if x.node == tnode and x.namespace == mns and x.port == P
+              and x.proto in (proto, None)]
+        exp = _plan_rules(self.plan, tns["name"], f"redirect:{P}{sfx}")
+        target = next((int(p["target"]) for p in svc["published"] if int(p["published"]) == P
+                       and p["protocol"] == proto), P)
         r = rd[0].rule if rd else None
         tif = LabView.iface_on(tns, "ingress")
         self.add(Check(
-            id=f"redirect:{task}:{P}", kind="redirect", node=tnode, namespace=task, netns=tns["name"],
+            id=f"redirect:{task}:{P}{sfx}", kind="redirect", node=tnode, namespace=task, netns=tns["name"],
             where=f"{r.table} {r.chain}" if r else "nat PREROUTING",
             rule=r.text if r else (_expected_text(exp[0].args, exp[0].chain) if exp else
-                                   f"-A PREROUTING -d {ip}/32 -p tcp -m tcp --dport {P} -j REDIRECT "
+                                   f"-A PREROUTING -d {ip}/32 -p {proto} -m {proto} --dport {P} -j REDIRECT "
                                    f"--to-ports {target}"),
             present=(r is not None) if alive else None,
             counter_key=_counter_key(tns["name"], r) if r else None, probes=probes,
-            params={"point": v.point(tnode, tns, tif["name"]) if tif else "", "ip": ip, "port": P,
-                    "target": target, "alive": alive}))
+            params=RedirectParams(point=v.point(tnode, tns, tif["name"]) if tif else "", ip=ip, port=P,
+                                  target=target, alive=alive, proto=proto)))
 
     # -------------------------------------------------------------- unpublished port
     def unpublished(self) -> None:
@@ -491,9 +581,8 @@ class _Planner:
                 where="nat DOCKER-INGRESS", rule=r.text if r else "-A DOCKER-INGRESS -j RETURN",
                 present=r is not None and not dn, counter_key=_counter_key(host["name"], r) if r else None,
                 probes={p.id: []},
-                params={"entry_point": v.point(node, host, "eth0"), "after_point": sb_eth1,
-                        "dst": nd["underlay_ip"], "port": port,
-                        "dnat": dn[0].text if dn else None}))
+                params=UnpublishedParams(entry_point=v.point(node, host, "eth0"), after_point=sb_eth1,
+                                         dst=nd["underlay_ip"], port=port, dnat=dn[0].text if dn else None)))
 
     # -------------------------------------------------------------- internal services (VIP)
     def vips(self) -> None:
@@ -517,25 +606,31 @@ class _Planner:
                 if src is None:
                     self.notes.append(f"{node}: no live task on {net} to send VIP probes from")
                     continue
-                sif = LabView.iface_on(src, net) or {}
-                lb_eth0 = v.point(node, lbns, lbif["name"])
                 for svc in svcs:
-                    bks = self.backends(svc, net)
-                    if not bks:
-                        continue
-                    vip = svc["vips"][net]
-                    port = int(svc["target_ports"][0])
-                    fwmark = int(svc["fwmarks"].get(node, {}).get(net, 0))
-                    probes = [self.frame_probe("vip", src["name"], sif["name"], sif["mac"], lbif["mac"],
-                                               _ip(sif["addresses"][0]), vip, port, 1410, entry=node,
-                                               target=svc["name"], network=net)
-                              for _ in bks]
-                    pids = [p.id for p in probes]
-                    vm = self.vipmark_check(node, lbns, svc, vip, fwmark, {pid: [] for pid in pids}, lb_eth0, port)
-                    lb = self.lb_check(node, lbns, net, fwmark, bks, {pid: [vm.id] for pid in pids},
-                                       before=(lb_eth0, vip, port), after_point=lb_eth0)
-                    self.snat_check(node, lbns, net, {pid: [lb.id] for pid in pids}, before=(lb_eth0, vip, port),
-                                    after_point=lb_eth0)
+                    for proto, port in _vip_ports(svc):
+                        self.vip_probes(node, lbns, lbif, src, svc, net, proto, port)
+
+    def vip_probes(self, node: str, lbns: dict[str, Any], lbif: dict[str, Any], src: dict[str, Any],
+                   svc: dict[str, Any], net: str, proto: str, port: int) -> None:
+        """One probe per backend from a task on ``node`` to the service's VIP (``proto``/``port``), proving the
+        VIP MARK, the load balancer and the SNAT of ``lb_<net>``."""
+        v = self.v
+        bks = self.backends(svc, net)
+        if not bks:
+            return
+        sif = LabView.iface_on(src, net) or {}
+        lb_eth0 = v.point(node, lbns, lbif["name"])
+        vip = svc["vips"][net]
+        fwmark = int(svc["fwmarks"].get(node, {}).get(net, 0))
+        probes = [self.frame_probe("vip", src["name"], sif["name"], sif["mac"], lbif["mac"], _ip(sif["addresses"][0]),
+                                   vip, port, 1410, entry=node, target=svc["name"], network=net, proto=proto)
+                  for _ in bks]
+        pids = [p.id for p in probes]
+        vm = self.vipmark_check(node, lbns, svc, vip, fwmark, {pid: [] for pid in pids}, lb_eth0, port)
+        lb = self.lb_check(node, lbns, net, fwmark, bks, {pid: [vm.id] for pid in pids},
+                           before=(lb_eth0, vip, port), after_point=lb_eth0, proto=proto)
+        self.snat_check(node, lbns, net, {pid: [lb.id] for pid in pids}, before=(lb_eth0, vip, port),
+                        after_point=lb_eth0, proto=proto)
 
     def vipmark_check(self, node: str, lbns: dict[str, Any], svc: dict[str, Any], vip: str, fwmark: int,
                       probes: dict[str, list[str]], point: str, port: int) -> Check:
@@ -559,7 +654,8 @@ class _Planner:
             id=f"vipmark:{node}/{lbns['short']}:{vip}", kind="vipmark", node=node, namespace=lbns["short"],
             netns=lbns["name"], where=where, rule=text, present=r is not None,
             counter_key=_counter_key(lbns["name"], r) if r else None, probes=probes,
-            params={"before_point": point, "after_point": point, "dst": vip, "port": port, "fwmark": fwmark}))
+            params=VipmarkParams(before_point=point, after_point=point, dst=vip, port=port, fwmark=fwmark,
+                                 lb_present=self.lb_of(node, lbns["name"], fwmark) is not None)))
 
     # -------------------------------------------------------------- server liveness
     def servers(self) -> None:
@@ -569,30 +665,35 @@ class _Planner:
             for net in nets:
                 if net != "ingress" and svc["mode"] != "vip":
                     continue
-                port = int(svc["target_ports"][0])
+                proto, port = _server_port(svc, net)
                 for task, ip, mac in self.backends(svc, net):
-                    t = v.task(task)
-                    if t is None:
-                        continue
-                    tnode, tns = t
-                    lbns = v.ns(tnode, "ingress_sbox") if net == "ingress" else v.ns(tnode, "lb", net)
-                    if lbns is None or not v.alive(lbns):
-                        continue
-                    lbif = LabView.iface_on(lbns, net)
-                    if lbif is None:
-                        continue
-                    p = self.frame_probe("server", lbns["name"], lbif["name"], lbif["mac"], mac, _ip(lbif["addresses"][0]),
-                                         ip, port, 1410, entry=tnode, target=task, network=net)
-                    tif = LabView.iface_on(tns, net)
-                    stale = [f"{s.node}/{s.namespace} {s.label()}" for s in self.model.lb_services()
-                             if any(str(b.addr) == ip for b in s.backends)]
-                    self.add(Check(
-                        id=f"server:{task}:{net}", kind="server", node=tnode, namespace=task, netns=tns["name"],
-                        where="server", rule=f"tcp {ip}:{port} listener of {task} ({net})", present=None,
-                        probes={p.id: []},
-                        params={"point": v.point(tnode, lbns, lbif["name"]), "ip": ip, "port": port,
-                                "task_point": v.point(tnode, tns, tif["name"]) if tif else "",
-                                "alive": v.alive(tns), "lbs": stale}))
+                    self.server_check(task, ip, mac, net, proto, port)
+
+    def server_check(self, task: str, ip: str, mac: str, net: str, proto: str, port: int) -> None:
+        """A probe straight to the task's listener from its node's load balancer namespace."""
+        v = self.v
+        t = v.task(task)
+        if t is None:
+            return
+        tnode, tns = t
+        lbns = v.ns(tnode, "ingress_sbox") if net == "ingress" else v.ns(tnode, "lb", net)
+        if lbns is None or not v.alive(lbns):
+            return
+        lbif = LabView.iface_on(lbns, net)
+        if lbif is None:
+            return
+        p = self.frame_probe("server", lbns["name"], lbif["name"], lbif["mac"], mac, _ip(lbif["addresses"][0]),
+                             ip, port, 1410, entry=tnode, target=task, network=net, proto=proto)
+        tif = LabView.iface_on(tns, net)
+        stale = [f"{s.node}/{s.namespace} {s.label()}" for s in self.model.lb_services()
+                 if any(str(b.addr) == ip for b in s.backends)]
+        self.add(Check(
+            id=f"server:{task}:{net}", kind="server", node=tnode, namespace=task, netns=tns["name"],
+            where="server", rule=f"{proto} {ip}:{port} listener of {task} ({net})", present=None,
+            probes={p.id: []},
+            params=ServerParams(point=v.point(tnode, lbns, lbif["name"]), ip=ip, port=port,
+                                task_point=v.point(tnode, tns, tif["name"]) if tif else "",
+                                alive=v.alive(tns), lbs=stale, proto=proto)))
 
     # -------------------------------------------------------------- fdb entries and links
     def fdb_and_links(self) -> None:
@@ -629,10 +730,8 @@ class _Planner:
                         netns=ov["name"], where=f"fdb {dev}",
                         rule=ent.text if ent else f"{mac} dev {dev} dst {dst} self permanent",
                         present=ent is not None, probes={},
-                        params={"before_point": v.point(node, ov, dev),
-                                "after_point": v.point(node, host, "eth0") if host else "",
-                                "mac": mac, "vtep": dst, "vni": vni, "peer": v.node_by_ip.get(dst, dst),
-                                "network": net, "learned": learned.text if learned else None}))
+                        params=self.fdb_params(node, ov, dev, host, mac, dst, vni, net,
+                                               learned.text if learned else None)))
         und = f"{v.prefix}underlay"
         for a in v.node_names:
             for b in v.node_names:
@@ -645,8 +744,152 @@ class _Planner:
                     id=self.link_id(a, b), kind="link", node=a, namespace="underlay", netns=und, where="link",
                     rule=f"{v.vtep(a)} > {v.vtep(b)} udp/{v.port} (VXLAN {a} eth0 -> {b} eth0)", present=None,
                     probes={},
-                    params={"before_point": v.point(a, ha, "eth0"), "after_point": v.point(b, hb, "eth0"),
-                            "src": v.vtep(a), "dst": v.vtep(b), "peer": b}))
+                    params=LinkParams(before_point=v.point(a, ha, "eth0"), after_point=v.point(b, hb, "eth0"),
+                                      src=v.vtep(a), dst=v.vtep(b), peer=b)))
+
+    def fdb_params(self, node: str, ov: dict[str, Any], dev: str, host: dict[str, Any] | None, mac: str, dst: str,
+                   vni: int, net: str, learned: str | None) -> FdbParams:
+        """Plain overlay: frames leave the node's eth0 in VXLAN to ``dst``; encrypted: they arrive at the
+        peer's vxlan0 (ESP hides the VXLAN header on the underlay)."""
+        v = self.v
+        peer = v.node_by_ip.get(dst, dst)
+        encrypted = bool(v.networks[net].get("encrypted"))
+        after = v.point(node, host, "eth0") if host else ""
+        if encrypted:
+            pov = v.ns(peer, "overlay", net) if peer in v.nodes else None
+            after = v.point(peer, pov, "vxlan0") if pov else ""
+        return FdbParams(before_point=v.point(node, ov, dev), after_point=after, mac=mac, vtep=dst, vni=vni,
+                         peer=peer, network=net, learned=learned, encrypted=encrypted,
+                         out_point=v.point(node, host, "eth0") if host and encrypted else "")
+
+    # -------------------------------------------------------------- host-mode ports
+    def host_mode(self) -> None:
+        """Host-mode ports: on each node running a task, a client probe to ``NODE:P`` must be DNATed by the
+        host's nat DOCKER rule to the task's docker_gwbridge address and target port."""
+        v = self.v
+        for svc in v.services:
+            for pub in [p for p in svc["published"] if p.get("mode") == "host"]:
+                for b in svc["backends"]:
+                    t = v.task(b["task"])
+                    host = v.ns(b["node"], "host")
+                    gw = LabView.iface_on(t[1], "docker_gwbridge") if t else None
+                    if t is None or host is None or gw is None or not v.alive(t[1]) or not v.alive(host):
+                        continue
+                    self.host_dnat_check(svc, pub, b["node"], host, t[1], gw)
+
+    def host_dnat_check(self, svc: dict[str, Any], pub: dict[str, Any], node: str, host: dict[str, Any],
+                        tns: dict[str, Any], gw: dict[str, Any]) -> None:
+        v, client = self.v, self.v.client
+        P, T, proto = int(pub["published"]), int(pub["target"]), str(pub["protocol"])
+        nd, ip = v.nodes[node], _ip(gw["addresses"][0])
+        p = self.frame_probe("host", client["netns"], "eth0", client["mac"], nd["mac"], client["ip"],
+                             nd["underlay_ip"], P, 1460, entry=node, target=svc["name"], network="docker_gwbridge",
+                             proto=proto)
+        hns = _model_ns(self.model, v, node, host["name"])
+        rs = [r for r in (hns.rules("nat", "DOCKER") if hns else []) if r.target == "DNAT" and r.dport == P
+              and r.proto == proto]
+        sfx = "" if proto == "tcp" else f"/{proto}"
+        exp = _plan_rules(self.plan, host["name"], f"hostdnat:{P}{sfx}")
+        r = rs[0] if rs else None
+        self.add(Check(
+            id=f"hostdnat:{node}:{P}{sfx}", kind="hostdnat", node=node, namespace="host", netns=host["name"],
+            where="nat DOCKER",
+            rule=r.text if r else (_expected_text(exp[0].args, exp[0].chain) if exp else
+                                   f"-A DOCKER ! -i docker_gwbridge -p {proto} -m {proto} --dport {P} -j DNAT "
+                                   f"--to-destination {ip}:{T}"),
+            present=r is not None, counter_key=_counter_key(host["name"], r) if r else None, probes={p.id: []},
+            params=DnatParams(before_point=v.point(node, host, "eth0"), after_point=v.point(node, tns, gw["name"]),
+                              dst=nd["underlay_ip"], to=ip, port=T, proto=proto)))
+
+    # -------------------------------------------------------------- dnsrr services
+    def dnsrr(self) -> None:
+        """dnsrr services have no VIP: clients connect to the task addresses DNS returns. Per task, a SYN from
+        a task on every other node that shares the network (crossing its fdb entry and the underlay)."""
+        v = self.v
+        for svc in [s for s in v.services if s["mode"] == "dnsrr"]:
+            port = int(svc["target_ports"][0])
+            for net in [n for n in svc["networks"] if n != "ingress"]:
+                for task, ip, mac in self.backends(svc, net):
+                    t = v.task(task)
+                    if t is None:
+                        continue
+                    for node in v.node_names:
+                        if node != t[0]:
+                            self.dnsrr_probe(svc, net, node, t, ip, mac, port)
+
+    def dnsrr_probe(self, svc: dict[str, Any], net: str, node: str, t: tuple[str, dict[str, Any]], ip: str,
+                    mac: str, port: int) -> None:
+        v = self.v
+        src = next((ns for ns in v.nodes[node]["namespaces"] if ns["role"] == "task" and v.alive(ns)
+                    and LabView.iface_on(ns, net)), None)
+        if src is None:
+            return
+        sif = LabView.iface_on(src, net) or {}
+        tnode, tns = t
+        task = tns["task"]["name"]
+        p = self.frame_probe("dnsrr", src["name"], sif["name"], sif["mac"], mac, _ip(sif["addresses"][0]), ip, port,
+                             1410, entry=node, target=task, network=net)
+        pre = [self.link_id(node, tnode), self.link_id(tnode, node)]
+        fid = self.fdb_id(node, net, mac)
+        if fid:
+            pre.append(fid)
+        if v.networks[net].get("encrypted"):  # the SYN and its answer each cross one direction of IPsec
+            for a, b in ((node, tnode), (tnode, node)):
+                pre += [f"xfrm:policy:{a}>{b}", f"xfrm:state:{a}>{b}@{a}", f"xfrm:state:{a}>{b}@{b}"]
+        tif = LabView.iface_on(tns, net)
+        self.add(Check(
+            id=f"dnsrr:{node}>{task}:{net}", kind="dnsrr", node=tnode, namespace=task, netns=tns["name"],
+            where="server", rule=f"tcp {ip}:{port} listener of {task} ({net}, dnsrr: reached from {node})",
+            present=None, probes={p.id: pre},
+            params=ServerParams(point=v.point(node, src, sif["name"]), ip=ip, port=port,
+                                task_point=v.point(tnode, tns, tif["name"]) if tif else "", alive=v.alive(tns))))
+
+    # -------------------------------------------------------------- encrypted overlays
+    def encryption(self) -> None:
+        """Per encrypted overlay and ordered node pair A -> B: A's out policy, A's SA and B's SA."""
+        v = self.v
+        for net, netd in v.networks.items():
+            if not netd.get("encrypted"):
+                continue
+            nodes = [n for n in netd.get("nodes", []) if v.ns(n, "overlay", net) is not None]
+            for a in nodes:
+                for b in nodes:
+                    if a != b:
+                        self.xfrm_pair(net, int(netd["vni"]), a, b)
+
+    def xfrm_pair(self, net: str, vni: int, a: str, b: str) -> None:
+        v = self.v
+        ha, hb, ova, ovb = v.ns(a, "host"), v.ns(b, "host"), v.ns(a, "overlay", net), v.ns(b, "overlay", net)
+        if ha is None or hb is None or ova is None or ovb is None:
+            return
+        ipa, ipb = v.vtep(a), v.vtep(b)
+        try:
+            pols = [p for p in self.plan.ns(ha["name"]).xfrm_policies if p.src == ipa and p.dst == ipb]
+            fdb = self.plan.ns(ova["name"]).fdb
+        except KeyError:
+            return
+        if not pols:
+            return
+        pol = pols[0]
+        macs = [ln.split()[2] for ln in fdb if f" dst {ipb} " in ln]
+        base = dict(src=ipa, dst=ipb, spi=pol.spi, vni=vni, vxlan_point=v.point(a, ova, "vxlan0"),
+                    out_point=v.point(a, ha, "eth0"), in_point=v.point(b, hb, "eth0"),
+                    peer_vxlan_point=v.point(b, ovb, "vxlan0"), macs=macs)
+        state_text = (f"src {ipa} dst {ipb} proto esp spi {pol.spi:#010x} reqid {XFRM_MARK} mode transport")
+        rows = [("policy", a, ha, "xfrm policy", pol.text(), self.xfrm_has(a, "policies", ipa, ipb, None)),
+                ("out", a, ha, "xfrm state", state_text, self.xfrm_has(a, "states", ipa, ipb, pol.spi)),
+                ("in", b, hb, "xfrm state", state_text, self.xfrm_has(b, "states", ipa, ipb, pol.spi))]
+        for what, node, hns, where, text, present in rows:
+            cid = f"xfrm:{'policy' if what == 'policy' else 'state'}:{a}>{b}" + ("" if what == "policy" else f"@{node}")
+            self.add(Check(id=cid, kind="xfrm", node=node, namespace="host", netns=hns["name"], where=where,
+                           rule=text, present=present, probes={}, params=XfrmParams(what=what, **base)))
+
+    def xfrm_has(self, node: str, table: str, src: str, dst: str, spi: int | None) -> bool | None:
+        """Whether ``node``'s IPsec table (as dumped) has the policy/state ``src -> dst`` (None: not dumped)."""
+        if self.xfrm_state is None or node not in self.xfrm_state:
+            return None
+        return any(e["src"] == src and e["dst"] == dst and (spi is None or int(e["spi"]) == spi)
+                   for e in self.xfrm_state[node].get(table, []))
 
     # -------------------------------------------------------------- all
     def run(self) -> VerifyPlan:
@@ -655,6 +898,9 @@ class _Planner:
         self.ingress()
         self.unpublished()
         self.vips()
+        self.dnsrr()
+        self.host_mode()
+        self.encryption()
         checks = sorted(self.checks.values(), key=lambda c: KIND_ORDER.index(c.kind))
         known = {c.id for c in checks}
         for c in checks:  # prerequisites that were not planned (namespace gone ...) are dropped
@@ -674,18 +920,39 @@ class _Planner:
         return out
 
 
+def _vip_ports(svc: dict[str, Any]) -> list[tuple[str, int]]:
+    """(protocol, port) VIP probes use: the TCP port, and each UDP port the tasks answer datagrams on."""
+    udp = svc.get("udp_ports") or sorted({int(p["target"]) for p in svc["published"] if p["protocol"] == "udp"})
+    return [("tcp", int(svc["target_ports"][0]))] + [("udp", int(p)) for p in udp]
+
+
+def _server_port(svc: dict[str, Any], net: str) -> tuple[str, int]:
+    """(protocol, port) a task of ``svc`` answers on ``net``: on ingress its first published TCP target, or
+    its first UDP one for UDP-only services (the task firewall drops the rest); elsewhere its TCP port."""
+    if net == "ingress":
+        pubs = [p for p in svc["published"] if p.get("mode", "ingress") == "ingress"]
+        tcp = [p for p in pubs if p["protocol"] == "tcp"]
+        if not tcp and pubs:
+            return str(pubs[0]["protocol"]), int(pubs[0]["target"])
+    return "tcp", int(svc["target_ports"][0])
+
+
 def plan_verify(status: dict[str, Any], lab_plan: Any, model: MeshModel, *, existing: Iterable[str] | None = None,
-                seed: int | None = None, port_base: int | None = None, mtu_payload: int = MTU_PAYLOAD) -> VerifyPlan:
+                seed: int | None = None, port_base: int | None = None, mtu_payload: int = MTU_PAYLOAD,
+                xfrm: dict[str, dict[str, Any]] | None = None) -> VerifyPlan:
     """Checks and probes for the lab described by ``status`` (pure).
 
     ``lab_plan`` is the lab's expected state (:func:`meshpkt.lab.plan.plan`: rules with tags, fdb lines);
     ``model`` what the dumps say is installed; ``existing`` the namespaces that exist now (default: all of
-    the status). ``seed``/``port_base`` make probe ports and sequence numbers reproducible.
+    the status). ``seed`` makes sequence numbers reproducible, ``port_base`` the TCP source ports (else fresh
+    on every run, see :class:`_Ids`). ``xfrm``: per
+    node, the IPsec policies and states installed (``{"policies": [{"src", "dst"}], "states": [{"src",
+    "dst", "spi"}]}``; None: not dumped).
     """
     if not status.get("nodes"):
         raise UsageError("the lab status has no nodes")
     rng = random.Random(seed)
-    return _Planner(status, lab_plan, model, existing, rng, port_base, mtu_payload).run()
+    return _Planner(status, lab_plan, model, existing, rng, port_base, mtu_payload, xfrm).run()
 
 
 def select_checks(checks: list[Check], patterns: Iterable[str] | None) -> tuple[list[Check], set[str]]:
@@ -728,8 +995,9 @@ def needed_probes(plan: VerifyPlan, need: set[str]) -> list[Probe]:
     probes are then needed too)."""
     ids: set[str] = set()
     by_id = {c.id: c for c in plan.checks}
-    passive = any(by_id[c].kind in ("fdb", "link") for c in need)
+    passive = any(by_id[c].kind in ("fdb", "link", "xfrm") for c in need)
     for cid in need:
         ids.update(by_id[cid].probes)
-    return [p for p in plan.probes if p.id in ids or (passive and p.group in ("ingress", "vip", "server"))]
+    return [p for p in plan.probes if p.id in ids or (passive and p.group in ("ingress", "vip", "server", "dnsrr",
+                                                                               "host"))]
 

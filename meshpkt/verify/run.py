@@ -32,7 +32,7 @@ from meshpkt.verify.types import Check, Probe, VerifyReport
 
 INJECTOR = Path(__file__).with_name("inject.py")
 MAX_RATE = 200.0
-GROUP_ORDER = ["server", "ingress", "unpublished", "vip"]
+GROUP_ORDER = ["server", "ingress", "unpublished", "vip", "dnsrr", "host"]
 
 Progress = Callable[[str], None]
 
@@ -161,6 +161,36 @@ def link_mtus(netns: str) -> dict[str, int]:
         return {}
 
 
+def ipsec_tables(lab: Any, status: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """Per node with an encrypted overlay, the IPsec policies and states installed now: ``ip xfrm`` in its
+    host namespace, or the table of its userspace ESP process. None when no overlay is encrypted."""
+    if not any(n.get("encrypted") for n in status["networks"]):
+        return None
+    out: dict[str, dict[str, Any]] = {}
+    for nd in status["nodes"]:
+        if status.get("esp") == "userspace":
+            t = lab.esp_table(nd["name"])
+            out[nd["name"]] = {"states": t.get("states", []), "policies": t.get("policies", []),
+                               "stats": t.get("stats", {})}
+            continue
+        host = f"{status['prefix']}{nd['name']}"
+        out[nd["name"]] = parse_xfrm(_run(["ip", "-n", host, "xfrm", "state"]).stdout,
+                                     _run(["ip", "-n", host, "xfrm", "policy"]).stdout)
+    return out
+
+
+def parse_xfrm(states: str, policies: str) -> dict[str, Any]:
+    """``ip xfrm state`` / ``ip xfrm policy`` text -> {"states": [{src, dst, spi}], "policies": [{src, dst,
+    dport}]} (out policies only; keys are never read)."""
+    import re
+
+    st = [{"src": m.group(1), "dst": m.group(2), "spi": int(m.group(3), 16)}
+          for m in re.finditer(r"^src (\S+) dst (\S+)\n\s+proto esp spi 0x([0-9a-f]+)", states, re.M)]
+    pol = [{"src": m.group(1), "dst": m.group(2), "dport": int(m.group(3))}
+           for m in re.finditer(r"^src (\S+)/32 dst (\S+)/32 proto udp dport (\d+)\s*\n\s+dir out", policies, re.M)]
+    return {"states": st, "policies": pol}
+
+
 class Injectors:
     """One injector process per namespace (``ip netns exec NS python3 -I inject.py``); all killed on
     error or Ctrl-C."""
@@ -233,19 +263,24 @@ def schedule(probes: list[Probe], rate: float, start: float) -> dict[str, dict[s
 
 def verify(lab: str | None = None, *, keep: str | Path | None = None, rules: Sequence[str] | None = None,
            target_cluster: Sequence[str] | str | None = None, rate: float = 50.0, timeout: float = 1.0,
-           max_probes: int = 500, seed: int | None = None, progress: Progress | None = None) -> VerifyReport:
+           max_probes: int = 500, seed: int | None = None, progress: Progress | None = None,
+           ssh_config: str | Path | None = None, dry_run: bool = False,
+           show: Callable[[str], None] | None = None) -> VerifyReport:
     """Verify every rule on the expected paths of lab ``lab`` (default: the only lab that is up) with
     crafted probes, captures on both sides of each rule and counter deltas.
 
     ``keep``: directory for the dumps, pcaps and report (default: a temporary directory, removed).
     ``rules``: only the checks matching these patterns (and what they depend on). ``rate``: probes per
     second (<= 200), ``max_probes``: refuse plans with more. ``target_cluster``: explicit opt-in to probe
-    a real cluster's addresses (not implemented beyond this check). Raises NeedRootError without root.
+    a real cluster: its nodes ``[USER@]HOST[:PORT]`` reached over SSH (``ssh_config``; ``dry_run`` lists the
+    probes and sends nothing; see :mod:`meshpkt.verify.remote`). Raises NeedRootError without root (labs).
     """
-    if target_cluster:
-        addrs = parse_cluster(target_cluster)
-        raise UsageError(f"verifying a real cluster ({', '.join(addrs)}) is not implemented: only labs "
-                         "(--lab) can be verified; nothing was sent")
+    if target_cluster:  # a real cluster over SSH: meshpkt.verify.remote (docs/remote.md)
+        from meshpkt.verify.remote import verify_cluster
+
+        nodes = [target_cluster] if isinstance(target_cluster, str) else list(target_cluster)
+        return verify_cluster(nodes, ssh_config=ssh_config, dry_run=dry_run, keep=keep, rate=min(rate, 100.0),
+                              seed=seed, progress=progress, show=show)
     if not 0 < rate <= MAX_RATE:
         raise UsageError(f"rate must be in (0, {MAX_RATE:g}] probes/s")
     if os.geteuid() != 0:
@@ -296,8 +331,8 @@ def _verify(L: Any, status: dict[str, Any], existing: set[str], work: Path, rule
     timings["collect"] = time.monotonic() - t
     # 2. plan
     t = time.monotonic()
-    expected = lab_plan_of(LabSpec.from_dict(status["spec"]), status["lb"])
-    vp = plan_verify(status, expected, model, existing=existing, seed=seed)
+    expected = lab_plan_of(LabSpec.from_dict(status["spec"]), status["lb"], status.get("esp", "xfrm"))
+    vp = plan_verify(status, expected, model, existing=existing, seed=seed, xfrm=ipsec_tables(L, status))
     rows, need = select_checks(vp.checks, rules)
     checks = [c for c in vp.checks if c.id in need]
     probes = needed_probes(vp, need)
@@ -312,33 +347,7 @@ def _verify(L: Any, status: dict[str, Any], existing: set[str], work: Path, rule
     t = time.monotonic()
     before = snapshot_counters(counter_ns)
     und_before = underlay_rules(und) if und in existing else []
-    conns: dict[str, dict[str, Any]] = {}
-    frames = [p for p in probes if p.kind == "frame"]
-    conn_probes = [p for p in probes if p.kind == "conn"]
-    say(f"probing: {len(frames)} crafted SYNs + {len(conn_probes)} MTU connections, "
-        f"captures at {len(vp.points)} points")
-    inj = Injectors()
-    with CaptureSession(vp.points, work / "pcap") as cap:
-        timings["capture_start"] = time.monotonic() - t
-        t = time.monotonic()
-        try:
-            if frames:
-                jobs = schedule(frames, rate, time.monotonic() + 0.3)
-                inj.run(jobs, timeout=30 + len(frames) / rate)
-                time.sleep(max(0.2, min(timeout, 1.0) * 0.4))
-            if conn_probes:
-                # forget path MTUs the client learned earlier: measure the path as it is now
-                for ns in sorted({p.netns for p in conn_probes}):
-                    _run(["ip", "-n", ns, "route", "flush", "cache"])
-                jobs = schedule(conn_probes, rate, time.monotonic() + 0.3)
-                for res in inj.run(jobs, timeout=30 + len(conn_probes) / rate).values():
-                    for c in res.get("conns", []):
-                        conns[c["id"]] = c
-                time.sleep(0.2)
-        finally:
-            inj.kill()
-        timings["probes"] = time.monotonic() - t
-        files = cap.files()
+    files, conns = _probe(vp, probes, work, rate, timeout, say, timings, t)
     after = snapshot_counters(counter_ns)
     und_after = underlay_rules(und) if und in existing else []
     for r in und_after:
@@ -367,9 +376,43 @@ def _verify(L: Any, status: dict[str, Any], existing: set[str], work: Path, rule
     return report
 
 
+def _probe(vp: VerifyPlan, probes: list[Probe], work: Path, rate: float, timeout: float, say: Progress,
+           timings: dict[str, float], t: float) -> tuple[list[tuple[str, Path]], dict[str, dict[str, Any]]]:
+    """Capture at every point of ``vp`` while the frames, then the MTU connections, are injected.
+    Returns the pcap files and the connections' results."""
+    conns: dict[str, dict[str, Any]] = {}
+    frames = [p for p in probes if p.kind == "frame"]
+    conn_probes = [p for p in probes if p.kind == "conn"]
+    say(f"probing: {len(frames)} crafted SYNs/datagrams + {len(conn_probes)} MTU connections, "
+        f"captures at {len(vp.points)} points")
+    inj = Injectors()
+    with CaptureSession(vp.points, work / "pcap") as cap:
+        timings["capture_start"] = time.monotonic() - t
+        t = time.monotonic()
+        try:
+            if frames:
+                jobs = schedule(frames, rate, time.monotonic() + 0.3)
+                inj.run(jobs, timeout=30 + len(frames) / rate)
+                time.sleep(max(0.2, min(timeout, 1.0) * 0.4))
+            if conn_probes:
+                # forget path MTUs the client learned earlier: measure the path as it is now
+                for ns in sorted({p.netns for p in conn_probes}):
+                    _run(["ip", "-n", ns, "route", "flush", "cache"])
+                jobs = schedule(conn_probes, rate, time.monotonic() + 0.3)
+                for res in inj.run(jobs, timeout=30 + len(conn_probes) / rate).values():
+                    for c in res.get("conns", []):
+                        conns[c["id"]] = c
+                time.sleep(0.2)
+        finally:
+            inj.kill()
+        timings["probes"] = time.monotonic() - t
+        return list(cap.files()), conns
+
+
 def _path_order(checks: list[Check]) -> list[Check]:
     """Rows in path order: dnat, unpublished, mark, lb, snat, fdb, link, redirect, server, vipmark ..., mtu."""
-    order = ["dnat", "unpublished", "mark", "vipmark", "lb", "snat", "fdb", "link", "redirect", "server", "mtu"]
+    order = ["dnat", "hostdnat", "unpublished", "mark", "vipmark", "lb", "snat", "fdb", "link", "xfrm", "redirect",
+             "server", "dnsrr", "mtu"]
     return sorted(checks, key=lambda c: (order.index(c.kind) if c.kind in order else 99,
                                          c.node, c.namespace, c.id))
 

@@ -25,6 +25,7 @@ class Probe:
     dst: str
     dport: int
     seq: int | None = None
+    """TCP: the SYN's sequence number; UDP: the probe's key (low 32 bits of its payload hash)."""
     frame: bytes = b""
     size: int = 0
     entry: str = ""
@@ -32,11 +33,169 @@ class Probe:
     target: str = ""
     """server: the task; vip: the service; ingress/mtu: the service."""
     network: str = ""
+    proto: str = "tcp"
+    """tcp (a SYN) | udp (a datagram with a unique payload, answered by the task's identity line)."""
 
     def summary(self) -> str:
         """``10.211.55.2:40001 > 10.211.55.10:9090 S`` (what is sent)."""
-        what = "S" if self.kind == "frame" else f"connect + {self.size} bytes"
+        what = ("udp" if self.proto == "udp" else "S") if self.kind == "frame" else f"connect + {self.size} bytes"
         return f"{self.src}:{self.sport} > {self.dst}:{self.dport} {what}"
+
+
+@dataclass
+class Params:
+    """What a check of one kind needs to judge it (one subclass per kind, see :mod:`meshpkt.verify.judge`)."""
+
+
+@dataclass
+class StepParams(Params):
+    """A rule that translates probes between two capture points (dnat, mark, vipmark, snat)."""
+
+    before_point: str
+    after_point: str
+    dst: str
+    """Destination of the probes at ``before_point``."""
+    port: int
+    to: str = ""
+    """dnat: the new destination; snat: the new source; mark: the ingress_sbox address."""
+    fwmark: int = 0
+    subnet: str = ""
+    proto: str = "tcp"
+    lb_present: bool | None = None
+    """mark/vipmark: whether the load balancer of ``fwmark`` is in the dumps (without it a set mark is
+    invisible: nothing is balanced either way)."""
+
+
+@dataclass
+class DnatParams(StepParams):
+    """host nat DOCKER-INGRESS DNAT: ``before_point`` is the node's eth0, ``after_point`` ingress_sbox eth1."""
+
+
+@dataclass
+class MarkParams(StepParams):
+    """ingress_sbox mangle PREROUTING MARK (``dst`` = ``to`` = the sbox address)."""
+
+
+@dataclass
+class VipmarkParams(StepParams):
+    """lb_<net> / ingress_sbox VIP MARK (``dst`` = the VIP)."""
+
+
+@dataclass
+class SnatParams(StepParams):
+    """nat POSTROUTING SNAT to the load balancer's address (``to``) for ``subnet``."""
+
+
+@dataclass
+class LbParams(Params):
+    """The FWM load balancer (IPVS or its nft emulation)."""
+
+    before_point: str
+    after_point: str
+    dst: str
+    port: int
+    backends: list[str]
+    expected_backends: list[str]
+    fwmark: int
+    label: str
+    node_ip: str
+    proto: str = "tcp"
+
+
+@dataclass
+class UnpublishedParams(Params):
+    """host nat DOCKER-INGRESS RETURN for a port nothing publishes."""
+
+    entry_point: str
+    after_point: str
+    dst: str
+    port: int
+    dnat: str | None = None
+
+
+@dataclass
+class RedirectParams(Params):
+    """Task nat PREROUTING REDIRECT ``port`` -> ``target`` seen at ``point``."""
+
+    point: str
+    ip: str
+    port: int
+    target: int
+    alive: bool = True
+    proto: str = "tcp"
+
+
+@dataclass
+class ServerParams(Params):
+    """A task's listener on ``ip:port``, probed from its node's load balancer namespace at ``point``."""
+
+    point: str
+    ip: str
+    port: int
+    task_point: str = ""
+    alive: bool = True
+    lbs: list[str] = field(default_factory=list)
+    proto: str = "tcp"
+
+
+@dataclass
+class FdbParams(Params):
+    """A permanent fdb entry: frames to ``mac`` entering ``before_point`` leave ``after_point`` in VXLAN to
+    ``vtep`` (on an encrypted overlay: arrive at ``after_point`` = the peer's vxlan0)."""
+
+    before_point: str
+    after_point: str
+    mac: str
+    vtep: str
+    vni: int
+    peer: str
+    network: str
+    learned: str | None = None
+    encrypted: bool = False
+    out_point: str = ""
+    """Encrypted overlay: the sender's eth0, where ESP (or leaked VXLAN) to ``vtep`` proves the fdb's choice."""
+
+
+@dataclass
+class LinkParams(Params):
+    """The underlay between two nodes' eth0 for VXLAN."""
+
+    before_point: str
+    after_point: str
+    src: str
+    dst: str
+    peer: str
+
+
+@dataclass
+class MtuParams(Params):
+    """Full-size segments of real connections along ``path`` ([[point, encapsulated], ...])."""
+
+    task: str
+    ip: str
+    path: list[list[Any]]
+    sbox_point: str
+    client_point: str
+    client_mss: int = 1460
+
+
+@dataclass
+class XfrmParams(Params):
+    """Encrypted overlay ``src`` -> ``dst``: frames of VNI ``vni`` entering ``vxlan_point`` leave
+    ``out_point`` as ESP with ``spi`` (never as cleartext VXLAN) and arrive at ``peer_vxlan_point``.
+    ``what``: policy (the sender's out policy) | out (the sender's SA) | in (the receiver's SA)."""
+
+    what: str
+    src: str
+    dst: str
+    spi: int
+    vni: int
+    vxlan_point: str
+    out_point: str
+    in_point: str
+    peer_vxlan_point: str
+    macs: list[str] = field(default_factory=list)
+    """MACs the sender's fdb points at ``dst`` on this overlay (the frames that must cross)."""
 
 
 @dataclass
@@ -54,7 +213,7 @@ class Evidence:
 class Check:
     """One rule on an expected path, its probes, and (after judging) the verdict with evidence.
 
-    ``kind``: dnat | mark | lb | snat | fdb | link | redirect | server | unpublished | vipmark | mtu.
+    ``kind``: dnat | mark | lb | snat | fdb | link | redirect | server | unpublished | vipmark | mtu | xfrm.
     ``where`` is ``"<table> <chain>"`` for netfilter rules (``"nft <family> <table> <chain>"`` for nft
     rules), ``"fdb <dev>"``, ``"link"``, ``"ipvs"``, ``"server"`` or ``"mtu"``. ``rule`` is the rule's text
     as dumped (or, when ``present`` is False, the text it should have). ``probes`` maps each probe id
@@ -71,7 +230,8 @@ class Check:
     present: bool | None = None
     counter_key: tuple[str, str, str, str] | None = None
     probes: dict[str, list[str]] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
+    params: Params = field(default_factory=Params)
+    """Typed per kind (:class:`DnatParams`, :class:`LbParams`, ...)."""
     verdict: str = UNTESTED
     message: str = ""
     """PASS: what was proven; FAIL: ``"<netns> <where>: <rule>: <reason>"``; UNTESTED: why."""

@@ -15,7 +15,7 @@ from scapy.utils import wrpcap
 
 from meshpkt.errors import UsageError
 from meshpkt.layers import (
-    SEED_SYN,
+    EXAMPLE_SYN,
     VXLAN,
     IngressTopology,
     TcpSegment,
@@ -142,7 +142,7 @@ def _sample_packets() -> list:
     seg = TcpSegment(flags="PA", seq=3572036980, ack=499769355, payload=b"hello", ip_id=7)
     return [
         vxlan_underlay(sbox_to_task(seg, sport=60559), sport=45803),
-        vxlan_underlay(sbox_to_task(SEED_SYN, sbox_ip="10.0.0.3", task="10.0.0.21", sport=40000),
+        vxlan_underlay(sbox_to_task(EXAMPLE_SYN, sbox_ip="10.0.0.3", task="10.0.0.21", sport=40000),
                        "10.211.55.18", "10.211.55.22", vni=4097, port=4789),
         client_to_node(seg),
     ]
@@ -159,7 +159,7 @@ def test_round_trip_tcpdump(tmp_path: Path) -> None:
     assert "02:42:0a:00:00:02 > 02:42:0a:00:00:14" in out
     assert re.search(r"10\.0\.0\.2\.60559 > 10\.0\.0\.20\.9090: Flags \[P\.\], cksum 0x[0-9a-f]+ \(correct\), "
                      r"seq 3572036980:3572036985, ack 499769355", out)
-    sport = vxlan_src_port(sbox_to_task(SEED_SYN, sbox_ip="10.0.0.3", task="10.0.0.21", sport=40000))
+    sport = vxlan_src_port(sbox_to_task(EXAMPLE_SYN, sbox_ip="10.0.0.3", task="10.0.0.21", sport=40000))
     assert f"10.211.55.18.{sport} > 10.211.55.22.4789: VXLAN, flags [I] (0x08), vni 4097" in out
     assert "10.0.0.3.40000 > 10.0.0.21.9090: Flags [SEW]" in out
     assert "10.211.55.2.51883 > 10.211.55.10.9090: Flags [P.]" in out

@@ -24,7 +24,18 @@ from meshpkt.rules.model import DumpText, MeshModel, build_model
 from meshpkt.verify.judge import Packets, Pkt, flags_str, judge
 from meshpkt.verify.plan import plan_verify, select_checks
 from meshpkt.verify.run import INJECTOR, parse_cluster, schedule
-from meshpkt.verify.types import FAIL, PASS, UNTESTED, Check, Probe
+from meshpkt.verify.types import (
+    FAIL,
+    PASS,
+    UNTESTED,
+    Check,
+    DnatParams,
+    FdbParams,
+    LinkParams,
+    MarkParams,
+    Probe,
+    ServerParams,
+)
 
 # ---------------------------------------------------------------------- synthetic lab
 
@@ -96,7 +107,7 @@ def test_plan_rows_and_probes(healthy: tuple[Plan, dict[str, Any], MeshModel]) -
     vm = next(c for c in vp.checks if c.kind == "vipmark")
     assert vm.where == "mangle INPUT" and "-j MARK --set-xmark" in vm.rule  # IPVS lab: Docker's iptables rule
     lb = next(c for c in vp.checks if c.id == "lb:node1/ingress_sbox:258")
-    assert lb.where == "ipvs" and lb.params["backends"] == ["10.0.0.6", "10.0.0.7", "10.0.0.8"]
+    assert lb.where == "ipvs" and lb.params.backends == ["10.0.0.6", "10.0.0.7", "10.0.0.8"]
     # prerequisites always point to earlier checks
     seen: set[str] = set()
     for c in vp.checks:
@@ -197,16 +208,16 @@ def _dnat_check(present: bool = True) -> Check:
                  where="nat DOCKER-INGRESS", rule="-A DOCKER-INGRESS ... DNAT", present=present,
                  counter_key=("x-node1", "nat", "DOCKER-INGRESS", "-A DOCKER-INGRESS ... DNAT"),
                  probes={"p1": [], "p2": []},
-                 params={"entry_point": "node1.host.eth0", "after_point": "node1.ingress_sbox.eth1",
-                         "dst": "10.211.55.10", "to": "172.18.0.2", "port": 9090})
+                 params=DnatParams(before_point="node1.host.eth0", after_point="node1.ingress_sbox.eth1",
+                                   dst="10.211.55.10", to="172.18.0.2", port=9090))
 
 
 def _mark_check() -> Check:
     return Check(id="mark:node1:9090", kind="mark", node="node1", namespace="ingress_sbox", netns="x-node1-sbox",
                  where="mangle PREROUTING", rule="-A PREROUTING ... MARK", present=True,
                  probes={"p1": ["dnat:node1:9090"], "p2": ["dnat:node1:9090"]},
-                 params={"before_point": "node1.ingress_sbox.eth1", "after_point": "node1.ingress_sbox.eth0",
-                         "to": "172.18.0.2", "port": 9090, "fwmark": 0x102})
+                 params=MarkParams(before_point="node1.ingress_sbox.eth1", after_point="node1.ingress_sbox.eth0",
+                                   dst="172.18.0.2", to="172.18.0.2", port=9090, fwmark=0x102))
 
 
 def test_judge_dnat_pass_and_counter() -> None:
@@ -247,12 +258,12 @@ def test_judge_fdb_and_link() -> None:
     probes = {"p1": _probe("p1", 1000)}
     fdb = Check(id="fdb:node1/1-x:" + mac, kind="fdb", node="node1", namespace="1-x", netns="x-node1-1-x",
                 where="fdb vxlan0", rule=f"{mac} dev vxlan0 dst 10.211.55.18 self permanent", present=True,
-                params={"before_point": "node1.1-x.vxlan0", "after_point": "node1.host.eth0", "mac": mac,
-                        "vtep": "10.211.55.18", "vni": 4096, "peer": "node2", "network": "ingress", "learned": None})
+                params=FdbParams(before_point="node1.1-x.vxlan0", after_point="node1.host.eth0", mac=mac,
+                                 vtep="10.211.55.18", vni=4096, peer="node2", network="ingress", learned=None))
     link = Check(id="link:node1>node2", kind="link", node="node1", namespace="underlay", netns="x-underlay",
                  where="link", rule="10.211.55.10 > 10.211.55.18 udp/4789", present=None,
-                 params={"before_point": "node1.host.eth0", "after_point": "node2.host.eth0", "src": "10.211.55.10",
-                         "dst": "10.211.55.18", "peer": "node2"})
+                 params=LinkParams(before_point="node1.host.eth0", after_point="node2.host.eth0", src="10.211.55.10",
+                                   dst="10.211.55.18", peer="node2"))
     inner = ("10.0.0.2", 21000, "10.0.0.7", 9090)
     sent = [pkt("node1.1-x.vxlan0", *inner, 0x02, 1000, ts=1, eth_dst=m),
             pkt("node1.host.eth0", *inner, 0x02, 1000, ts=2, eth_dst=m, outer=("10.211.55.10", "10.211.55.18", 4096))]
@@ -271,7 +282,8 @@ def test_judge_fdb_and_link() -> None:
     f, lk = judge([fdb, link], probes, Packets(sent[:1]), {}, {})
     assert f.verdict == FAIL and "not encapsulated" in f.message and lk.verdict == UNTESTED
     # encapsulated through a learned entry while the permanent one is missing: still a failure of the rule
-    fdb.present, fdb.params["learned"] = False, f"{mac} dev vxlan0 dst 10.211.55.18 self"
+    assert isinstance(fdb.params, FdbParams)
+    fdb.present, fdb.params.learned = False, f"{mac} dev vxlan0 dst 10.211.55.18 self"
     f, _ = judge([fdb, link], probes, Packets(sent + arrived), {}, {})
     assert f.verdict == FAIL and "learned entry" in f.message
 
@@ -281,12 +293,13 @@ def test_judge_server_stale_backend() -> None:
                           src="10.0.0.3", sport=21000, dst="10.0.0.7", dport=80, seq=5000)}
     c = Check(id="server:my-web.2:ingress", kind="server", node="node2", namespace="my-web.2", netns="x-node2-abc",
               where="server", rule="tcp 10.0.0.7:80 listener of my-web.2 (ingress)", probes={"p1": []},
-              params={"point": "node2.ingress_sbox.eth0", "ip": "10.0.0.7", "port": 80, "task_point": "",
-                      "alive": False, "lbs": ["node1/ingress_sbox FWM 258 rr"]})
+              params=ServerParams(point="node2.ingress_sbox.eth0", ip="10.0.0.7", port=80, task_point="",
+                                  alive=False, lbs=["node1/ingress_sbox FWM 258 rr"]))
     sent = pkt("node2.ingress_sbox.eth0", "10.0.0.3", 21000, "10.0.0.7", 80, 0x02, 5000, ts=1)
     [r] = judge([c], probes, Packets([sent]), {}, {})
     assert r.verdict == FAIL and "stale backend" in r.message and "node1/ingress_sbox FWM 258 rr" in r.message
-    c.params["alive"] = True
+    assert isinstance(c.params, ServerParams)
+    c.params.alive = True
     answer = pkt("node2.ingress_sbox.eth0", "10.0.0.7", 80, "10.0.0.3", 21000, 0x12, 777, ack=5001, ts=2)
     [r] = judge([c], probes, Packets([sent, answer]), {}, {})
     assert r.verdict == PASS and r.after is not None and r.after.packet.endswith("S.")
