@@ -57,7 +57,8 @@ VLAN, VLAN2, OUTER_IP_ID, OUTER_SPORT, OUTER_DPORT, VNI, INNER_VLAN = (at(n) for
     "vlan", "vlan2", "outer_ip_id", "outer_sport", "outer_dport", "vni", "inner_vlan"))
 INNER_SPORT, INNER_DPORT, IP_ID, TCP_WIN, TCP_MSS, PAYLOAD_LEN = (at(n) for n in (
     "inner_sport", "inner_dport", "ip_id", "tcp_win", "tcp_mss", "payload_len"))
-TUNNEL_PROTO, VNI_INNER, OUTER_FRAG_OFF = (at(n) for n in ("tunnel_proto", "vni_inner", "outer_frag_off"))
+TUNNEL_PROTO, VNI_INNER, OUTER_FRAG_OFF, OUTER_FRAG_LEN = (at(n) for n in (
+    "tunnel_proto", "vni_inner", "outer_frag_off", "outer_frag_len"))
 OUTER_PROTO, OUTER_TTL, VXLAN_FLAGS, INNER_PROTO, INNER_TTL = (at(n) for n in (
     "outer_proto", "outer_ttl", "vxlan_flags", "inner_proto", "inner_ttl"))
 TCP_FLAGS, TCP_WSCALE, ICMP_TYPE, ICMP_CODE = (at(n) for n in ("tcp_flags", "tcp_wscale", "icmp_type", "icmp_code"))
@@ -259,6 +260,8 @@ def _ip4(buf, pos, end, lim, enc_end, level, in_frag, i, cols):  # pragma: no co
         ip_end = pos + tot
     if ip_end < l4:
         return -1, proto, -1, f | BAD | LENGTH
+    if level == 0 and ff & 0x3FFF and tot > 0:
+        cols[OUTER_FRAG_LEN[0]][OUTER_FRAG_LEN[1]][i] = tot - ihl * 4
     if ip_end > enc_end:
         ip_end = enc_end
         if not in_frag:

@@ -100,6 +100,7 @@ COLUMNS: dict[str, tuple[str, object, str]] = {
     "inner_dst6": ("object", None, "inner IPv6 destination, 16 bytes"),
     "outer_frag_off": ("int32", -1, "outer fragment offset in bytes (IPv4 or IPv6 fragment header)"),
     "outer_mf": ("bool", False, "outer fragment has More Fragments set"),
+    "outer_frag_len": ("int32", -1, "fragment data bytes an outer IPv4 fragment claims (total length - IHL*4)"),
 }
 
 COLUMN_NAMES: tuple[str, ...] = tuple(COLUMNS)

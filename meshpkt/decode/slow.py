@@ -234,6 +234,8 @@ def _ip4(p: _Pkt, pos: int, lim: int, enc: int, depth: int, in_frag: bool) -> tu
     ip_end = _ip_end(p, pos + tot if tot else None, enc, in_frag)
     if ip_end < l4:
         raise p.stop("length")
+    if depth == 0 and ff & 0x3FFF and tot:
+        p.r["outer_frag_len"] = tot - ihl * 4
     if ff & 0x1FFF:
         raise p.stop("frag_later", bad=False)
     if ff & 0x2000:

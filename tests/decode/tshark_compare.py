@@ -150,7 +150,7 @@ def _plain(v: object) -> object:
     return v
 
 
-COMPARED = ["outer_frag", "eth_src", "eth_dst", "outer_src", "outer_dst", "outer_ip_id", "outer_ttl", "outer_proto", "outer_df",
+COMPARED = ["eth_src", "eth_dst", "outer_src", "outer_dst", "outer_ip_id", "outer_ttl", "outer_proto", "outer_df",
             "outer_src6", "outer_dst6", "outer_sport", "outer_dport", "vni", "vni_inner", "inner_eth_src",
             "inner_eth_dst", "inner_src", "inner_dst", "inner_ttl", "inner_proto", "inner_src6", "inner_dst6",
             "inner_sport", "inner_dport", "ip_id", "tcp_seq", "tcp_ack", "tcp_flags", "tcp_win", "tcp_mss",
