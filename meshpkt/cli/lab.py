@@ -27,7 +27,8 @@ def up_cmd(
     publish: Annotated[list[str] | None, typer.Option(
         "--publish", "-p", help="Published port P:T of the published service [9090:80].")] = None,
     data_path_port: Annotated[int | None, typer.Option("--data-path-port", help="VXLAN UDP port [4789].")] = None,
-    lb: Annotated[str, typer.Option("--lb", help="Load balancer: auto (IPVS if available) | ipvs | nftables.")] = "auto",
+    lb: Annotated[str, typer.Option(
+        "--lb", help="Load balancer: auto (IPVS if available) | ipvs | nftables.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the status document as JSON.")] = False,
     ssh: Annotated[bool, typer.Option("--ssh", help="Also run an sshd in every node (keys and ssh_config in "
                                       "the lab's state directory; see docs/remote.md).")] = False,
@@ -114,6 +115,7 @@ def capture_cmd(
     grace: Annotated[float, typer.Option("--grace", help="Seconds to keep capturing after the command ends.")] = 0.5,
     bpf: Annotated[str | None, typer.Option("--filter", help="pcap-filter expression for every tcpdump.")] = None,
     name: str = _NAME,
+    docker: bool = _DOCKER,
 ) -> None:
     """Capture with tcpdump at lab capture points while a command runs; writes <node>.<ns>.<iface>.pcap.
 
@@ -124,8 +126,9 @@ def capture_cmd(
     from rich.console import Console
 
     from meshpkt.lab import Lab
+    from meshpkt.lab.docker import DockerLab
 
-    lab = Lab(name)
+    lab: Lab | DockerLab = DockerLab(name) if docker else Lab(name)
     names = [p["point"] for p in lab.status()["capture_points"]]
     args = list(args or [])
     points = list(point or [])

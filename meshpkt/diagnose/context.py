@@ -16,6 +16,7 @@ from meshpkt.diagnose.frames import Frames, arp_table
 
 if TYPE_CHECKING:
     from meshpkt.flows import Analysis
+    from meshpkt.mesh import Mesh
     from meshpkt.rules.model import MeshModel
 
 HEALTHY = ("established", "closed")
@@ -55,7 +56,7 @@ class Context:
     frames: Frames = field(default_factory=Frames)
     encrypted_vnis: set[int] = field(default_factory=set)
     lb_timeout_s: float = 900.0
-    status: dict[str, Any] | None = None  # lab status document, when given
+    mesh: Mesh | None = None  # the typed mesh of the lab status document, when given
     claimed: set[int] = field(default_factory=set)  # connections explained by an earlier detector
 
     # ------------------------------------------------------------------ tables

@@ -35,8 +35,21 @@ HASHED_BYTES = 64  # payload bytes the decoder's payload_hash covers at most
 LFLOW_COLUMNS = ("point", "vni", "proto", "lo_ip", "lo_port", "hi_ip", "hi_port", "epoch")
 
 
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
 def _hash(frame: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    """A 64-bit hash of each row of integer columns (splitmix64 finaliser over the columns)."""
+    h = np.full(len(frame), np.uint64(0x9E3779B97F4A7C15), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for col in frame.columns:
+            h ^= np.asarray(frame[col].to_numpy(), dtype=np.int64).view(np.uint64)
+            h ^= h >> np.uint64(30)
+            h *= _M1
+            h ^= h >> np.uint64(27)
+            h *= _M2
+            h ^= h >> np.uint64(31)
+    return h
 
 
 @dataclass
@@ -229,7 +242,8 @@ def merge_summaries(parts: list[Summaries]) -> Summaries:
         offset += len(lf)
     allf = pd.concat(frames, ignore_index=True)
     ident = list(LFLOW_COLUMNS)
-    new_id, _ = pd.factorize(_hash(allf[ident]))
+    codes = pd.Categorical(allf["point"], categories=names).codes
+    new_id, _ = pd.factorize(_hash(allf[ident].assign(point=codes)))
     allf["_new"] = new_id
     merged = allf.groupby("_new").agg(
         **{c: (c, "first") for c in ident}, first_ts_ns=("first_ts_ns", "min"), last_ts_ns=("last_ts_ns", "max"),

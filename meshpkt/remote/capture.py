@@ -196,6 +196,24 @@ def plan_sessions(nodes: Sequence[NodeInfo], ports: Sequence[int], bpf: str | No
     return sessions
 
 
+def start_sessions(transport: Transport, sessions: Sequence[Session], out: Path, lim: Limits,
+                   problems: list[str]) -> None:
+    """Start every session and wait until each node reported its taps (problems appended)."""
+    for s in sessions:
+        _start(transport, s, out, lim)
+    _report_start(sessions, problems)
+
+
+def stop_sessions(sessions: Sequence[Session]) -> None:
+    """Stop every session (``stop``) and wait for the files to come back."""
+    _stop(sessions)
+
+
+def hang_up(sessions: Sequence[Session]) -> None:
+    """Close every session at once (the nodes stop their tcpdumps on end of file)."""
+    _hang_up(sessions)
+
+
 def _report_start(sessions: Sequence[Session], problems: list[str]) -> None:
     for s in sessions:
         if not s.ready.wait(60):

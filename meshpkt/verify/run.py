@@ -263,19 +263,24 @@ def schedule(probes: list[Probe], rate: float, start: float) -> dict[str, dict[s
 
 def verify(lab: str | None = None, *, keep: str | Path | None = None, rules: Sequence[str] | None = None,
            target_cluster: Sequence[str] | str | None = None, rate: float = 50.0, timeout: float = 1.0,
-           max_probes: int = 500, seed: int | None = None, progress: Progress | None = None) -> VerifyReport:
+           max_probes: int = 500, seed: int | None = None, progress: Progress | None = None,
+           ssh_config: str | Path | None = None, dry_run: bool = False,
+           show: Callable[[str], None] | None = None) -> VerifyReport:
     """Verify every rule on the expected paths of lab ``lab`` (default: the only lab that is up) with
     crafted probes, captures on both sides of each rule and counter deltas.
 
     ``keep``: directory for the dumps, pcaps and report (default: a temporary directory, removed).
     ``rules``: only the checks matching these patterns (and what they depend on). ``rate``: probes per
     second (<= 200), ``max_probes``: refuse plans with more. ``target_cluster``: explicit opt-in to probe
-    a real cluster's addresses (not implemented beyond this check). Raises NeedRootError without root.
+    a real cluster: its nodes ``[USER@]HOST[:PORT]`` reached over SSH (``ssh_config``; ``dry_run`` lists the
+    probes and sends nothing; see :mod:`meshpkt.verify.remote`). Raises NeedRootError without root (labs).
     """
-    if target_cluster:
-        addrs = parse_cluster(target_cluster)
-        raise UsageError(f"verifying a real cluster ({', '.join(addrs)}) is not implemented: only labs "
-                         "(--lab) can be verified; nothing was sent")
+    if target_cluster:  # a real cluster over SSH: meshpkt.verify.remote (docs/remote.md)
+        from meshpkt.verify.remote import verify_cluster
+
+        nodes = [target_cluster] if isinstance(target_cluster, str) else list(target_cluster)
+        return verify_cluster(nodes, ssh_config=ssh_config, dry_run=dry_run, keep=keep, rate=min(rate, 100.0),
+                              seed=seed, progress=progress, show=show)
     if not 0 < rate <= MAX_RATE:
         raise UsageError(f"rate must be in (0, {MAX_RATE:g}] probes/s")
     if os.geteuid() != 0:

@@ -79,6 +79,12 @@ def alive(ctx: Context, ip: str) -> tuple[bool | None, str]:
             return True, f"dumps: {ip} is configured in {', '.join(holders)}"
         if any(ns.role.value == "task" for ns in m.namespaces()):
             return False, f"dumps: no task namespace of {', '.join(sorted(m.nodes))} holds {ip}"
+    if ctx.mesh is not None:
+        for svc in ctx.mesh.services:
+            for b in svc.backends:
+                if str(b.ip) == ip or ip in {str(x) for x in b.ips.values()}:
+                    return b.alive, f"lab status: {ip} is task {b.task} on {b.node}, " + (
+                        "alive" if b.alive else "no longer alive")
     from meshpkt.decode.addr import ip4_int
 
     t = ctx.topology.tasks.get(ip4_int(ip))
@@ -86,7 +92,7 @@ def alive(ctx: Context, ip: str) -> tuple[bool | None, str]:
         return None, ""
     pts = [p.point for p in ctx.topology.points.values() if p.role == "task" and p.node == t.node
            and p.namespace == t.name]
-    got = ctx.captured_points()
+    got = ctx.captured_points() | set(ctx.frames.files)  # a capture file, even empty: the namespace existed
     if any(p in got for p in pts):
         return True, f"topology: {ip} is task {t.name} on {t.node}, captured at {pts[0]}"
     if pts:

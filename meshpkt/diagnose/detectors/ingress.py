@@ -31,7 +31,12 @@ class PublishedPortNotForwarded(Detector):
             return []
         roles_last = f["last_seen_point"].map(lambda p: ctx.role(p))
         roles_miss = f["missing_at"].map(lambda p: ctx.role(p) if isinstance(p, str) else "")
-        sel = f[(roles_last == "host").to_numpy() & (roles_miss == "ingress_sbox").to_numpy()
+        published = set(ctx.topology.published) | ({p.port for p in ctx.model.published_ports()}
+                                                    if ctx.model is not None else set())
+        # without a capture inside the sandbox: a published port the node itself answered (or ignored)
+        uncaptured = f["missing_at"].isna().to_numpy() & f["entry"].map(port_of).isin(published).to_numpy() \
+            & f["status"].isin(["reset", "syn-unanswered"]).to_numpy()
+        sel = f[(roles_last == "host").to_numpy() & ((roles_miss == "ingress_sbox").to_numpy() | uncaptured)
                 & f["backend"].isna().to_numpy()]
         out = []
         for (node, entry), cids in group(sel, zip(sel["entry_node"], sel["entry"], strict=True)).items():
@@ -41,8 +46,9 @@ class PublishedPortNotForwarded(Detector):
     def _finding(self, ctx: Context, node: str, entry: str, cids: list[int]) -> Finding:
         c = ctx.conns.loc[cids[0]]
         port = port_of(entry)
+        nxt = c["missing_at"] if isinstance(c["missing_at"], str) else f"{node}'s ingress sandbox (not captured)"
         ev = [f"{len(cids)} connection(s) to {entry} reached {c['last_seen_point']} and never arrived at "
-              f"{c['missing_at']}: not DNATed to the ingress sandbox", *conn_lines(ctx, cids)]
+              f"{nxt}: not DNATed to the ingress sandbox", *conn_lines(ctx, cids)]
         resets = int((ctx.conns.loc[cids, "status"] == "reset").sum())
         if resets:
             ev.append(f"{resets} of them answered with RST by {host_of(entry)} itself (nothing listens on "
@@ -60,7 +66,7 @@ class PublishedPortNotForwarded(Detector):
                           + (", ".join(str(p.port) for p in pubs) or "none") + ")")
         return Finding(self.kind, self.severity,
                        f"{node} does not forward its published port {port}: no DNAT to the ingress sandbox",
-                       node=node, points=[str(c["last_seen_point"]), str(c["missing_at"])],
+                       node=node, points=[str(p) for p in (c["last_seen_point"], c["missing_at"]) if isinstance(p, str)],
                        addresses=[entry], connections=cids, evidence=ev, check=self.check)
 
 

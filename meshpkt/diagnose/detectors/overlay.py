@@ -110,15 +110,12 @@ def _mtus(ctx: Context, node: str | None) -> list[str]:
                 if lk.mtu and (ns.role.value == "host" and lk.name.startswith(("eth", "en", "bond"))
                                or ns.role.value == "overlay" and lk.vxlan is not None):
                     out.append(f"{node}/{ns.name} {lk.name} mtu {lk.mtu}")
-    elif ctx.status:
-        for nd in ctx.status.get("nodes", []):
-            if nd.get("name") != node:
-                continue
-            for ns in nd.get("namespaces", []):
-                if ns.get("role") in ("host", "overlay"):
-                    out += [f"{node}/{ns.get('name')} {i.get('name')} mtu {i.get('mtu')}"
-                            for i in ns.get("interfaces", []) if i.get("mtu")
-                            and str(i.get("name")).startswith(("eth", "vxlan"))]
+    elif ctx.mesh is not None:
+        nd = ctx.mesh.node(node) if node else None
+        for mns in nd.namespaces if nd is not None else ():
+            if mns.role.value in ("host", "overlay"):
+                out += [f"{node}/{mns.short} {i.name} mtu {i.mtu}" for i in mns.interfaces
+                        if i.mtu and i.name.startswith(("eth", "vxlan"))]
     return out
 
 

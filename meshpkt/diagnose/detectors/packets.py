@@ -54,6 +54,9 @@ class ChecksumOffload(Detector):
         if both.empty:
             return []
         both = both.sort_values("ts_corr_ns_ok", kind="stable").groupby(_KEY, dropna=False).tail(1)
+        # broken on the wire, not by the node that captured it bad (then the sender sent it bad itself)
+        wire = both["point"].astype(str).map(ctx.node_of_point) != both["point_ok"].astype(str).map(ctx.node_of_point)
+        both = both[wire.to_numpy()]
         out = []
         for (src_pt, bad_pt), grp in both.groupby(["point_ok", "point"], observed=True):
             out.append(self._finding(ctx, str(src_pt), str(bad_pt), grp))
