@@ -16,8 +16,6 @@ BEING_SPLIT = {
     "capture/reader.py:_read_pcapng": 108,
     "decode/fast.py:decode_chunk": 258,
     "decode/slow.py:_outer_ip": 100,
-    # owned by coverage, being split
-    "verify/run.py:_verify": 86,
 }
 
 
