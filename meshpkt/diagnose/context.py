@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from meshpkt.rules.model import MeshModel
 
 HEALTHY = ("established", "closed")
+FINE = ("ok", "lost-between", "incomplete-capture")  # verdict codes that are not a failure
 
 
 def ip_text(ip: int) -> str:
@@ -87,6 +88,8 @@ class Context:
         if c.empty:
             return c
         bad = c["missing_at"].notna() | ~c["status"].isin(HEALTHY + ("udp", "icmp"))
+        if "verdict_code" in c:  # the reconstruction's own judgement: recovered losses, partial captures
+            bad &= ~c["verdict_code"].isin(FINE)
         return c[bad.to_numpy() & self._from_client(c)]
 
     def _from_client(self, c: pd.DataFrame) -> np.ndarray:
