@@ -27,6 +27,7 @@ venv() {
     fi
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -e ".$1"
+    "$VENV/bin/python" -m meshpkt.engine.warm  # numba's cache, compiled once here rather than on first use
 }
 
 case "${1:-}" in

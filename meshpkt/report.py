@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -15,65 +15,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from meshpkt.decode.addr import ip4_str, mac_str
+from meshpkt.decode.export import PACKET_EXPORT_COLUMNS, packets_for_export  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from meshpkt.flows import Analysis
-
-#: Column order of ``meshpkt analyze --packets`` exports (first the documented minimum).
-PACKET_EXPORT_COLUMNS = (
-    "point", "ts_ns", "outer_src", "outer_dst", "outer_proto", "outer_sport", "outer_dport", "vni",
-    "inner_src", "inner_dst", "inner_proto", "inner_sport", "inner_dport", "ip_id", "tcp_flags", "tcp_seq",
-    "tcp_ack", "payload_len",
-    "record", "caplen", "wirelen", "truncated", "linktype", "decoded", "eth_src", "eth_dst", "vlan", "vlan2",
-    "ethertype", "outer_ipver", "outer_ttl", "outer_ip_id", "outer_df", "outer_frag", "esp_spi", "vxlan_flags",
-    "inner_eth_src", "inner_eth_dst", "inner_vlan", "inner_ethertype", "inner_ttl", "tcp_win", "tcp_mss",
-    "tcp_wscale", "tcp_tsval", "tcp_tsecr", "icmp_type", "icmp_code", "payload_hash", "conn_id",
-)
-
-_ADDR4 = ("outer_src", "outer_dst", "inner_src", "inner_dst")
-_MAC = ("eth_src", "eth_dst", "inner_eth_src", "inner_eth_dst")
-_NULLABLE_INT = ("outer_proto", "outer_sport", "outer_dport", "vni", "inner_proto", "inner_sport", "inner_dport",
-                 "ip_id", "tcp_flags", "tcp_seq", "tcp_ack", "payload_len", "vlan", "vlan2", "outer_ttl",
-                 "outer_ip_id", "esp_spi", "vxlan_flags", "inner_vlan", "inner_ttl", "tcp_win", "tcp_mss",
-                 "tcp_wscale", "tcp_tsval", "tcp_tsecr", "icmp_type", "icmp_code")
-
-
-def _hex16(values: np.ndarray) -> np.ndarray:
-    """16-digit lowercase hex of uint64 values, vectorised (no Python call per row)."""
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)
-    nibbles = ((values[:, None] >> shifts) & np.uint64(0xF)).astype(np.uint8)
-    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles]
-    return np.ascontiguousarray(digits).view("S16").ravel().astype(str)
-
-
-def packets_for_export(packets: pd.DataFrame) -> pd.DataFrame:
-    """The per-packet table with addresses as strings and absent values as nulls."""
-    cols = [c for c in PACKET_EXPORT_COLUMNS if c in packets.columns]
-    out = packets[cols].copy()
-    out["point"] = out["point"].astype(str)
-    for c in _ADDR4:
-        strs = ip4_str(out[c])
-        v6col = c + "6"
-        if v6col in packets.columns:
-            v6 = packets[v6col].to_numpy()
-            has6 = np.array([x is not None for x in v6], dtype=bool)
-            if has6.any():
-                import ipaddress
-
-                strs[has6] = [str(ipaddress.IPv6Address(bytes(x))) for x in v6[has6]]
-        out[c] = strs
-    for c in _MAC:
-        if c in out.columns:
-            out[c] = mac_str(out[c].to_numpy())
-    for c in _NULLABLE_INT:
-        if c in out.columns:
-            s = out[c]
-            out[c] = s.where(s >= 0).astype("Int64")
-    if "payload_hash" in out.columns:
-        h = out["payload_hash"].to_numpy().astype(np.uint64)
-        out["payload_hash"] = np.where(h == 0, "", _hex16(h))
-    return out
 
 
 def hops_for_export(hops: pd.DataFrame) -> pd.DataFrame:
@@ -97,15 +42,34 @@ def _arrow(values: Any, type_: pa.DataType | None = None) -> pa.Array:
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
+def _may_need_escape(arr: pa.Array) -> bool:
+    """Whether any byte of the array's character data is a quote, a backslash or a control
+    character (a conservative scan of the whole data buffer at memory speed)."""
+    data = arr.buffers()[2]
+    if data is None:
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)
+    return bool((raw < 0x20).any() or (raw == 0x22).any() or (raw == 0x5C).any())
+
+
+def _escaped(arr: pa.Array) -> pa.Array:
+    """Strings made safe inside JSON quotes (only when some need it: quotes, backslashes and
+    control characters are rare in addresses and point names)."""
+    if not len(arr) or not _may_need_escape(arr):
+        return arr
+    if pc.any(pc.match_substring_regex(arr, _NEEDS_FALLBACK)).as_py():
+        return pa.array([None if v is None else json.dumps(v)[1:-1] for v in arr.to_pylist()], type=pa.string())
+    return pc.replace_substring(pc.replace_substring(arr, "\\", "\\\\"), '"', '\\"')
+
+
+def _text(values: Any) -> pa.Array:
+    arr = _arrow(values, pa.string())
+    return _escaped(arr if arr.type == pa.string() else pc.cast(arr, pa.string()))
+
+
 def _jstr(values: Any) -> pa.Array:
     """JSON-encoded strings (``"..."``, ``null`` for absent values) of a column, vectorised."""
-    arr = _arrow(values, pa.string())
-    if arr.type != pa.string():
-        arr = pc.cast(arr, pa.string())
-    if len(arr) and pc.any(pc.match_substring_regex(arr, _NEEDS_FALLBACK)).as_py():
-        return pa.array([json.dumps(v) for v in arr.to_pylist()], type=pa.string())
-    esc = pc.replace_substring(pc.replace_substring(arr, "\\", "\\\\"), '"', '\\"')
-    return pc.fill_null(pc.binary_join_element_wise('"', esc, '"', ""), "null")
+    return pc.fill_null(pc.binary_join_element_wise('"', _text(values), '"', ""), "null")
 
 
 def _jint(values: Any) -> pa.Array:
@@ -116,13 +80,26 @@ def _jint(values: Any) -> pa.Array:
     return pc.fill_null(pc.cast(arr, pa.string()), "null")
 
 
-def _jobject(fields: list[tuple[str, pa.Array]]) -> pa.Array:
-    """``{"k": v, ...}`` per row from already JSON-encoded columns."""
+class _Quoted:
+    """A string column that has no nulls: quoted inline by ``_jobject`` (one pass fewer)."""
+
+    def __init__(self, values: Any) -> None:
+        self.arr = _text(values)
+
+
+def _jobject(fields: list[tuple[str, pa.Array | _Quoted]]) -> pa.Array:
+    """``{"k": v, ...}`` per row from JSON-encoded columns (or ``_Quoted`` strings), one pass."""
     parts: list[Any] = []
+    lit = ""
     for i, (key, col) in enumerate(fields):
-        parts.append(("{" if i == 0 else ", ") + json.dumps(key) + ": ")
-        parts.append(col)
-    parts.append("}")
+        lit += ("{" if i == 0 else ", ") + json.dumps(key) + ": "
+        if isinstance(col, _Quoted) and col.arr.null_count == 0:
+            parts += [lit + '"', col.arr]
+            lit = '"'
+        else:
+            parts += [lit, _jstr(col.arr) if isinstance(col, _Quoted) else col]
+            lit = ""
+    parts.append(lit + "}")
     return pc.binary_join_element_wise(*parts, "")
 
 
@@ -132,69 +109,66 @@ def _jlists(values: pa.Array, offsets: np.ndarray) -> pa.Array:
     return pc.binary_join_element_wise("[", pc.binary_join(lists, ", "), "]", "")
 
 
-def _grouping(conn_ids: np.ndarray, table_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row order, offsets): rows of a per-connection table grouped in the order of ``conn_ids``
-    (rows of unknown connections dropped); group ``i`` is ``order[offsets[i]:offsets[i + 1]]``."""
-    pos = pd.Index(conn_ids).get_indexer(table_ids)
+def _grouped(conn_ids: np.ndarray, frame: pd.DataFrame, columns: list[str]) -> tuple[pa.Table, np.ndarray]:
+    """(``columns`` of ``frame`` as Arrow, rows in the order of ``conn_ids``; offsets): group ``i``
+    is rows ``offsets[i]:offsets[i + 1]``; rows of unknown connections are dropped."""
+    pos = pd.Index(conn_ids).get_indexer(frame["conn_id"].to_numpy()) if len(frame) else np.zeros(0, np.int64)
     keep = np.flatnonzero(pos >= 0)
     order = keep[np.argsort(pos[keep], kind="stable")]
     counts = np.bincount(pos[keep], minlength=len(conn_ids))
     offsets = np.zeros(len(conn_ids) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    return order, offsets
+    table = pa.table({c: _arrow(frame[c].astype(str) if c == "point" else frame[c]) for c in columns})
+    return table.take(pa.array(order)), offsets
 
 
-def _hop_objects(hops: pd.DataFrame) -> pa.Array:
-    retrans = hops["retrans_fwd"].to_numpy().astype(np.int64) + hops["retrans_bwd"].to_numpy().astype(np.int64)
+_HOP_COLUMNS = ["point", "src", "dst", "vni", "outer_src", "outer_dst", "first_ts_ns", "latency_ns", "packets",
+                "bytes", "retrans_fwd", "retrans_bwd"]
+_TR_COLUMNS = ["kind", "from_point", "to_point", "before", "after"]
+
+
+def _hop_objects(hops: pa.Table) -> pa.Array:
+    retrans = pc.add(pc.cast(hops["retrans_fwd"], pa.int64()), pc.cast(hops["retrans_bwd"], pa.int64()))
     return _jobject([
-        ("point", _jstr(hops["point"])), ("src", _jstr(hops["src"])), ("dst", _jstr(hops["dst"])),
-        ("vni", _jint(hops["vni"])), ("outer_src", _jstr(hops["outer_src"])),
-        ("outer_dst", _jstr(hops["outer_dst"])), ("first_ts_ns", _jint(hops["first_ts_ns"])),
+        ("point", _Quoted(hops["point"])), ("src", _Quoted(hops["src"])), ("dst", _Quoted(hops["dst"])),
+        ("vni", _jint(hops["vni"])), ("outer_src", _Quoted(hops["outer_src"])),
+        ("outer_dst", _Quoted(hops["outer_dst"])), ("first_ts_ns", _jint(hops["first_ts_ns"])),
         ("latency_ns", _jint(hops["latency_ns"])), ("packets", _jint(hops["packets"])),
         ("bytes", _jint(hops["bytes"])), ("retransmissions", _jint(retrans)),
     ])
 
 
-def _translation_objects(tr: pd.DataFrame) -> pa.Array:
-    between = pc.binary_join_element_wise("[", _jstr(tr["from_point"]), ", ", _jstr(tr["to_point"]), "]", "")
-    return _jobject([("kind", _jstr(tr["kind"])), ("between", between), ("before", _jstr(tr["before"])),
-                     ("after", _jstr(tr["after"]))])
+def _translation_objects(tr: pa.Table) -> pa.Array:
+    between = pc.binary_join_element_wise('["', _text(tr["from_point"]), '", "', _text(tr["to_point"]), '"]', "")
+    return _jobject([("kind", _Quoted(tr["kind"])), ("between", between), ("before", _Quoted(tr["before"])),
+                     ("after", _Quoted(tr["after"]))])
+
+
+def _flood_values(flood: pa.Table) -> pa.Array:
+    return _jstr(flood["point"])
 
 
 @dataclass
 class _Groups:
-    """Per-connection rows of the hop, flood and translation tables, in connection order."""
+    """Per-connection rows of the hop, translation and flood tables, in connection order."""
 
-    hops: pd.DataFrame
-    hop_order: np.ndarray
-    hop_off: np.ndarray
-    flood: pd.DataFrame
-    flood_order: np.ndarray
-    flood_off: np.ndarray
-    tr: pd.DataFrame
-    tr_order: np.ndarray
-    tr_off: np.ndarray
+    tables: list[tuple[pa.Table, np.ndarray, Callable[[pa.Table], pa.Array]]]
 
     @classmethod
     def of(cls, a: Analysis) -> _Groups:
         ids = a.connections["conn_id"].to_numpy()
         stray = a.hops["stray"].to_numpy().astype(bool) if len(a.hops) else np.zeros(0, bool)
-        hops, flood = a.hops[~stray], a.hops[stray]
-        h = _grouping(ids, hops["conn_id"].to_numpy())
-        f = _grouping(ids, flood["conn_id"].to_numpy())
-        t = _grouping(ids, a.translations["conn_id"].to_numpy() if len(a.translations) else np.zeros(0, np.int64))
-        return cls(hops, *h, flood, *f, a.translations, *t)
+        tr = a.translations if len(a.translations) else pd.DataFrame({c: [] for c in ["conn_id", *_TR_COLUMNS]})
+        return cls([(*_grouped(ids, a.hops[~stray], _HOP_COLUMNS), _hop_objects),
+                    (*_grouped(ids, tr, _TR_COLUMNS), _translation_objects),
+                    (*_grouped(ids, a.hops[stray], ["point"]), _flood_values)])
 
     def lists(self, start: int, stop: int) -> tuple[pa.Array, pa.Array, pa.Array]:
         """JSON ``hops``, ``translations`` and ``flooded_to`` lists of connections ``start:stop``."""
         out = []
-        for frame, order, off, build in ((self.hops, self.hop_order, self.hop_off, _hop_objects),
-                                         (self.tr, self.tr_order, self.tr_off, _translation_objects),
-                                         (self.flood, self.flood_order, self.flood_off, None)):
-            rows = order[off[start]:off[stop]]
-            part = frame.iloc[rows]
-            values = (build(part) if build is not None else _jstr(part["point"].astype(str))) if len(rows) \
-                else pa.array([], type=pa.string())
+        for table, off, build in self.tables:
+            part = table.slice(off[start], off[stop] - off[start])
+            values = build(part) if part.num_rows else pa.array([], type=pa.string())
             out.append(_jlists(values, off[start:stop + 1] - off[start]))
         return out[0], out[1], out[2]
 
@@ -203,17 +177,17 @@ def _connection_objects(conns: pd.DataFrame, hops: pa.Array, trs: pa.Array, floo
     proto = conns["proto"].to_numpy().astype(np.int64)
     names = pd.Series(proto).map(_PROTO_NAMES).fillna(pd.Series(proto).astype(str))
     return _jobject([
-        ("id", _jint(conns["conn_id"])), ("proto", _jstr(names)), ("client", _jstr(conns["client"])),
-        ("entry", _jstr(conns["entry"])), ("entry_node", _jstr(conns["entry_node"])),
-        ("backend", _jstr(conns["backend"])), ("backend_node", _jstr(conns["backend_node"])),
-        ("backend_task", _jstr(conns["backend_task"])), ("status", _jstr(conns["status"])),
+        ("id", _jint(conns["conn_id"])), ("proto", _Quoted(names)), ("client", _Quoted(conns["client"])),
+        ("entry", _Quoted(conns["entry"])), ("entry_node", _Quoted(conns["entry_node"])),
+        ("backend", _Quoted(conns["backend"])), ("backend_node", _Quoted(conns["backend_node"])),
+        ("backend_task", _Quoted(conns["backend_task"])), ("status", _Quoted(conns["status"])),
         ("first_ts_ns", _jint(conns["first_ts_ns"])), ("duration_ns", _jint(conns["duration_ns"])),
         ("bytes_fwd", _jint(conns["bytes_fwd"])), ("bytes_bwd", _jint(conns["bytes_bwd"])),
         ("retransmissions", _jint(conns["retrans"])), ("lost_fwd", _jint(conns["lost_fwd"])),
-        ("lost_bwd", _jint(conns["lost_bwd"])), ("lost_at", _jstr(conns["lost_at"])),
+        ("lost_bwd", _jint(conns["lost_bwd"])), ("lost_at", _Quoted(conns["lost_at"])),
         ("hops", hops), ("translations", trs), ("flooded_to", flooded),
-        ("last_seen_point", _jstr(conns["last_seen_point"])), ("missing_at", _jstr(conns["missing_at"])),
-        ("verdict", _jstr(conns["verdict"])),
+        ("last_seen_point", _Quoted(conns["last_seen_point"])), ("missing_at", _Quoted(conns["missing_at"])),
+        ("verdict", _Quoted(conns["verdict"])),
     ])
 
 
