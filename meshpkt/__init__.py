@@ -5,12 +5,22 @@ The public API is re-exported lazily so that ``import meshpkt`` stays cheap:
 - ``meshpkt.read(paths, ...)``      -> packets DataFrame (columnar decoder)
 - ``meshpkt.analyze(captures, ...)`` -> Analysis with ``packets``, ``hops``, ``connections``
 - ``meshpkt.filter(**flags)``        -> a tcpdump expression for fields inside VXLAN (``meshpkt.bpf``)
+- ``meshpkt.load_status(path)``      -> the typed :class:`meshpkt.Mesh` of a lab ``status.json``
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names mypy and IDEs see; at run time they load on first use (__getattr__)
+    from meshpkt.bpf import FilterSpec
+    from meshpkt.bpf import filter_string as filter
+    from meshpkt.decode import decode_file, read
+    from meshpkt.diagnose import diagnose
+    from meshpkt.flows import analyze
+    from meshpkt.flows.summary import summarize
+    from meshpkt.mesh import Mesh, load_status
 
 __version__ = "0.1.0"
 
@@ -22,9 +32,12 @@ _LAZY = {
     "summarize": ("meshpkt.flows.summary", "summarize"),
     "filter": ("meshpkt.bpf", "filter_string"),
     "FilterSpec": ("meshpkt.bpf", "FilterSpec"),
+    "Mesh": ("meshpkt.mesh", "Mesh"),
+    "load_status": ("meshpkt.mesh", "load_status"),
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["FilterSpec", "Mesh", "__version__", "analyze", "decode_file", "diagnose", "filter", "load_status", "read",
+           "summarize"]
 
 
 def __getattr__(name: str) -> Any:

@@ -48,7 +48,8 @@ def hop_expr(hop: Mapping[str, Any]) -> Expr:
     if vni is not None and int(vni) >= 0:
         conv = f"{a}{':' + str(ap) if ap is not None else ''},{b}{':' + str(bp) if bp is not None else ''}"
         outer = [x for x in (hop.get("outer_src"), hop.get("outer_dst")) if x]
-        spec = FilterSpec.from_flags(ports=hop.get("port") or VXLAN_PORT, vni=int(vni), inner_proto=proto, conversation=conv)
+        spec = FilterSpec.from_flags(ports=hop.get("port") or VXLAN_PORT, vni=int(vni), inner_proto=proto,
+                                     conversation=conv)
         expr = build(spec)
         if len(outer) == 2:
             s, d = parse_net(outer[0], "outer_src"), parse_net(outer[1], "outer_dst")

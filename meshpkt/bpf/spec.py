@@ -274,6 +274,62 @@ def _addr(net: ipaddress.IPv4Network, d: Direction, vlan: bool) -> InnerAddr:
     return InnerAddr(net, d, vlan)
 
 
+def _either(parts: list[Expr], items: list[Expr]) -> None:
+    """Append the Or of ``items`` (nothing when there is none: the flag was not given)."""
+    if items:
+        parts.append(any_of(*items))
+
+
+def _outer(spec: FilterSpec) -> list[Expr]:
+    """VXLAN port(s), outer family and addresses, VNI."""
+    parts: list[Expr] = [OuterVlan()] if spec.outer_vlan else []
+    parts.append(any_of(*[VxlanPort(p) for p in spec.ports]))
+    if spec.outer_ip != "any":
+        parts.append(OuterFamily(4 if spec.outer_ip == "4" else 6))
+    _either(parts, [OuterAddr(n, "src") for n in spec.outer_src])
+    _either(parts, [OuterAddr(n, "dst") for n in spec.outer_dst])
+    _either(parts, [a for n in spec.outer_host for a in (OuterAddr(n, "src"), OuterAddr(n, "dst"))])
+    _either(parts, [Vni(n) for n in spec.vni])
+    return parts
+
+
+def _inner_guards(spec: FilterSpec) -> list[Expr]:
+    """Inner MAC, tag and EtherType, protocol, and the guards before L4 loads (TCP/UDP, first fragment)."""
+    v = spec.inner_vlan
+    parts: list[Expr] = []
+    # all destinations (earlier bytes) before all sources: see match.py on partial loads
+    _either(parts, [InnerMac(m, d) for d in ("dst", "src") for m in spec.inner_mac])
+    if spec.tests_inner_ip:
+        parts.append(InnerEtherType(v))
+    elif spec.inner_vlan:
+        parts.append(InnerVlan(None))
+    _either(parts, [InnerVlan(i) for i in spec.inner_vlan_id])
+    _either(parts, [InnerProto(p, v) for p in spec.inner_proto])
+    if spec.tests_inner_l4:
+        if spec.inner_tcp_flags:
+            if set(spec.inner_proto) != {6}:
+                parts.append(InnerProto(6, v))
+        elif not spec.inner_proto or not set(spec.inner_proto) <= {6, 17}:
+            parts.append(any_of(InnerProto(6, v), InnerProto(17, v)))
+        parts.append(InnerFirstFragment(v))
+    return parts
+
+
+def _inner_fields(spec: FilterSpec) -> list[Expr]:
+    """Inner addresses, ports, TCP flags and conversations."""
+    v = spec.inner_vlan
+    parts: list[Expr] = []
+    _either(parts, [_addr(n, "src", v) for n in spec.inner_src])
+    _either(parts, [_addr(n, "dst", v) for n in spec.inner_dst])
+    _either(parts, [_addr(n, d, v) for n in (*spec.inner_host, *spec.inner_net) for d in ("src", "dst")])
+    _either(parts, [InnerPort(p, "src", v) for p in spec.inner_sport])
+    _either(parts, [InnerPort(p, "dst", v) for p in spec.inner_dport])
+    _either(parts, [InnerPort(p, d, v) for p in spec.inner_port for d in ("src", "dst")])
+    _either(parts, [InnerTcpFlags(on, off, v) for on, off in spec.inner_tcp_flags])
+    _either(parts, [_conversation(a, b, v) for a, b in spec.conversation])
+    return parts
+
+
 def build(spec: FilterSpec) -> Expr:
     """The expression for ``spec``: an And of, in this order (cheap and guarding tests first)::
 
@@ -284,55 +340,7 @@ def build(spec: FilterSpec) -> Expr:
     Guards come before the loads they protect, as BPF evaluates left to right and stops at the
     first false conjunct.
     """
-    v = spec.inner_vlan
-    parts: list[Expr] = [OuterVlan()] if spec.outer_vlan else []
-    parts.append(any_of(*[VxlanPort(p) for p in spec.ports]))
-    if spec.outer_ip != "any":
-        parts.append(OuterFamily(4 if spec.outer_ip == "4" else 6))
-    if spec.outer_src:
-        parts.append(any_of(*[OuterAddr(n, "src") for n in spec.outer_src]))
-    if spec.outer_dst:
-        parts.append(any_of(*[OuterAddr(n, "dst") for n in spec.outer_dst]))
-    if spec.outer_host:
-        parts.append(any_of(*[a for n in spec.outer_host for a in (OuterAddr(n, "src"), OuterAddr(n, "dst"))]))
-    if spec.vni:
-        parts.append(any_of(*[Vni(n) for n in spec.vni]))
-    if spec.inner_mac:
-        # all destinations (earlier bytes) before all sources: see match.py on partial loads
-        parts.append(any_of(*[InnerMac(m, d) for d in ("dst", "src") for m in spec.inner_mac]))
-    if spec.tests_inner_ip:
-        parts.append(InnerEtherType(v))
-    elif spec.inner_vlan:
-        parts.append(InnerVlan(None))
-    if spec.inner_vlan_id:
-        parts.append(any_of(*[InnerVlan(i) for i in spec.inner_vlan_id]))
-    if spec.inner_proto:
-        parts.append(any_of(*[InnerProto(p, v) for p in spec.inner_proto]))
-    if spec.tests_inner_l4:
-        if spec.inner_tcp_flags:
-            if set(spec.inner_proto) != {6}:
-                parts.append(InnerProto(6, v))
-        elif not spec.inner_proto or not set(spec.inner_proto) <= {6, 17}:
-            parts.append(any_of(InnerProto(6, v), InnerProto(17, v)))
-        parts.append(InnerFirstFragment(v))
-    if spec.inner_src:
-        parts.append(any_of(*[_addr(n, "src", v) for n in spec.inner_src]))
-    if spec.inner_dst:
-        parts.append(any_of(*[_addr(n, "dst", v) for n in spec.inner_dst]))
-    hosts = (*spec.inner_host, *spec.inner_net)
-    if hosts:
-        parts.append(any_of(*[_addr(n, d, v) for n in hosts for d in ("src", "dst")]))
-    if spec.inner_sport:
-        parts.append(any_of(*[InnerPort(p, "src", v) for p in spec.inner_sport]))
-    if spec.inner_dport:
-        parts.append(any_of(*[InnerPort(p, "dst", v) for p in spec.inner_dport]))
-    if spec.inner_port:
-        parts.append(any_of(*[InnerPort(p, d, v) for p in spec.inner_port for d in ("src", "dst")]))
-    if spec.inner_tcp_flags:
-        parts.append(any_of(*[InnerTcpFlags(on, off, v) for on, off in spec.inner_tcp_flags]))
-    if spec.conversation:
-        parts.append(any_of(*[_conversation(a, b, v) for a, b in spec.conversation]))
-    return all_of(*parts)
+    return all_of(*_outer(spec), *_inner_guards(spec), *_inner_fields(spec))
 
 
 def _conversation(a: tuple[ipaddress.IPv4Network, int | None], b: tuple[ipaddress.IPv4Network, int | None],

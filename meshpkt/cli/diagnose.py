@@ -113,7 +113,8 @@ def _diagram(result: Diagnosis, path: Path) -> None:
 
     target = next((f for f in result.findings if f.connections), None)
     if target is None:
-        raise UsageError("--diagram: no finding names a connection to draw")
+        print("meshpkt: note: --diagram: no finding names a connection to draw", file=sys.stderr)
+        return
     conn = target.connections[0]
     fig = sequence_diagram(result.analysis_obj, conn)
     fig.text(0.01, 0.995, f"diagnose: {target.kind} ({target.severity}): {target.summary}", ha="left",

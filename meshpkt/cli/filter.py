@@ -27,33 +27,38 @@ _L = list[str] | None
 _I = list[str] | None  # parsed (and range-checked) by FilterSpec: one-line errors, hex allowed
 
 
+_PORT_HELP = "VXLAN UDP destination port (default 4789; Swarm's --data-path-port)."
+_FLAGS_HELP = "Comma list that must all hold, '!' = clear: syn,!ack = a pure SYN."
+_CONV_HELP = "Inner packets between A[:P] and B[:Q], both directions: 10.0.0.2:60559,10.0.0.20:9090."
+
+
+def _opt(name: str, metavar: str, help: str) -> Any:
+    return typer.Option(name, metavar=metavar, help=help)
+
+
 def filter_cmd(
-    port: Annotated[_I, typer.Option("--port", metavar="PORT", help="VXLAN UDP destination port (default 4789; Swarm's "
-                                     "--data-path-port).")] = None,
-    vni: Annotated[_I, typer.Option("--vni", metavar="VNI", help="VXLAN network identifier.")] = None,
-    inner_proto: Annotated[_L, typer.Option("--inner-proto", metavar="PROTO", help="tcp, udp, icmp or a protocol number.")] = None,
-    inner_src: Annotated[_L, typer.Option("--inner-src", metavar="IP", help="Inner IPv4 source (address or CIDR).")] = None,
-    inner_dst: Annotated[_L, typer.Option("--inner-dst", metavar="IP", help="Inner IPv4 destination.")] = None,
-    inner_host: Annotated[_L, typer.Option("--inner-host", metavar="IP", help="Inner IPv4 source or destination.")] = None,
-    inner_net: Annotated[_L, typer.Option("--inner-net", metavar="CIDR", help="Inner source or destination in this CIDR.")] = None,
-    inner_sport: Annotated[_I, typer.Option("--inner-sport", metavar="PORT", help="Inner TCP/UDP source port.")] = None,
-    inner_dport: Annotated[_I, typer.Option("--inner-dport", metavar="PORT", help="Inner TCP/UDP destination port.")] = None,
-    inner_port: Annotated[_I, typer.Option("--inner-port", metavar="PORT", help="Inner TCP/UDP source or destination port.")] = None,
-    inner_tcp_flags: Annotated[_L, typer.Option("--inner-tcp-flags", metavar="FLAGS", help="Comma list that must all hold, "
-                                                "'!' = clear: syn,!ack = a pure SYN.")] = None,
-    inner_mac: Annotated[_L, typer.Option("--inner-mac", metavar="MAC", help="Inner Ethernet source or destination MAC.")] = None,
+    port: Annotated[_I, _opt("--port", "PORT", _PORT_HELP)] = None,
+    vni: Annotated[_I, _opt("--vni", "VNI", "VXLAN network identifier.")] = None,
+    inner_proto: Annotated[_L, _opt("--inner-proto", "PROTO", "tcp, udp, icmp or a protocol number.")] = None,
+    inner_src: Annotated[_L, _opt("--inner-src", "IP", "Inner IPv4 source (address or CIDR).")] = None,
+    inner_dst: Annotated[_L, _opt("--inner-dst", "IP", "Inner IPv4 destination.")] = None,
+    inner_host: Annotated[_L, _opt("--inner-host", "IP", "Inner IPv4 source or destination.")] = None,
+    inner_net: Annotated[_L, _opt("--inner-net", "CIDR", "Inner source or destination in this CIDR.")] = None,
+    inner_sport: Annotated[_I, _opt("--inner-sport", "PORT", "Inner TCP/UDP source port.")] = None,
+    inner_dport: Annotated[_I, _opt("--inner-dport", "PORT", "Inner TCP/UDP destination port.")] = None,
+    inner_port: Annotated[_I, _opt("--inner-port", "PORT", "Inner TCP/UDP source or destination port.")] = None,
+    inner_tcp_flags: Annotated[_L, _opt("--inner-tcp-flags", "FLAGS", _FLAGS_HELP)] = None,
+    inner_mac: Annotated[_L, _opt("--inner-mac", "MAC", "Inner Ethernet source or destination MAC.")] = None,
     inner_vlan: Annotated[bool, typer.Option("--inner-vlan", help="The inner frame carries an 802.1Q tag.")] = False,
-    inner_vlan_id: Annotated[_I, typer.Option("--inner-vlan-id", metavar="VID", help="Inner 802.1Q VLAN id (implies "
-                                              "--inner-vlan).")] = None,
-    outer_src: Annotated[_L, typer.Option("--outer-src", metavar="IP", help="Underlay (VTEP) source, IPv4/IPv6/CIDR.")] = None,
-    outer_dst: Annotated[_L, typer.Option("--outer-dst", metavar="IP", help="Underlay destination.")] = None,
-    outer_host: Annotated[_L, typer.Option("--outer-host", metavar="IP", help="Underlay source or destination.")] = None,
+    inner_vlan_id: Annotated[_I, _opt("--inner-vlan-id", "VID", "Inner 802.1Q VLAN id (implies --inner-vlan).")] = None,
+    outer_src: Annotated[_L, _opt("--outer-src", "IP", "Underlay (VTEP) source, IPv4/IPv6/CIDR.")] = None,
+    outer_dst: Annotated[_L, _opt("--outer-dst", "IP", "Underlay destination.")] = None,
+    outer_host: Annotated[_L, _opt("--outer-host", "IP", "Underlay source or destination.")] = None,
     outer_ip: Annotated[str, typer.Option("--outer-ip", help="Outer IP version: any, 4 or 6 (4 gives the "
                                           "shortest filter).")] = "any",
     outer_vlan: Annotated[bool, typer.Option("--outer-vlan", help="Captured frames carry an 802.1Q tag (trunk "
                                              "port): prefix libpcap's 'vlan'.")] = False,
-    conversation: Annotated[_L, typer.Option("--conversation", metavar="A:P,B:Q", help="Inner packets between A[:P] and B[:Q], "
-                                             "both directions: 10.0.0.2:60559,10.0.0.20:9090.")] = None,
+    conversation: Annotated[_L, _opt("--conversation", "A:P,B:Q", _CONV_HELP)] = None,
     dialect: Annotated[Dialect, typer.Option("--dialect", help="pcap (tcpdump/libpcap) or wireshark (display "
                                              "filter, tshark -Y).")] = Dialect.pcap,
     explain: Annotated[bool, typer.Option("--explain", help="Also print the byte map of every term.")] = False,

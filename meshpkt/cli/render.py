@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from meshpkt.flows import Analysis
 
 
@@ -27,13 +30,10 @@ def _ms(ns: Any) -> str:
         return ""
 
 
-def render_analysis(a: Analysis, out: Path | None = None, limit: int | None = None) -> None:
-    """Summary tables, then the connections (those with a problem first; at most ``limit``
-    rows, all of them with ``None``), balance and clock offsets."""
+def _summary_tables(con: Console, a: Analysis) -> None:
+    """Capture summary, capture points with clock offsets, VNIs."""
     from rich.table import Table
 
-    buf = io.StringIO()
-    con = _console(out, buf)
     s = a.summary
     t = Table(title="Capture", show_header=False, title_justify="left")
     t.add_row("packets", str(s["packets"]))
@@ -62,6 +62,12 @@ def render_analysis(a: Analysis, out: Path | None = None, limit: int | None = No
         for k, v in s["vnis"].items():
             vt.add_row(k, str(v))
         con.print(vt)
+
+
+def _traffic_tables(con: Console, s: Mapping[str, Any]) -> None:
+    """Top outer talkers and the flows inside VXLAN."""
+    from rich.table import Table
+
     if s["top_talkers"]:
         tt = Table(title="Top talkers (outer)", title_justify="left")
         for col in ("src", "dst", "proto", "packets", "bytes"):
@@ -76,6 +82,11 @@ def render_analysis(a: Analysis, out: Path | None = None, limit: int | None = No
         for r in s["inner_flows"]:
             it.add_row(str(r["vni"]), r["src"], r["dst"], r["proto"], str(r["packets"]))
         con.print(it)
+
+
+def _connections_table(con: Console, a: Analysis, limit: int | None) -> None:
+    from rich.table import Table
+
     if len(a.connections):
         ct = Table(title="Connections", title_justify="left")
         for col in ("id", "client", "entry", "backend", "status", "hops", "missing at"):
@@ -92,6 +103,11 @@ def render_analysis(a: Analysis, out: Path | None = None, limit: int | None = No
             entry = r.entry + (f" ({r.entry_node})" if r.entry_node else "")
             ct.add_row(str(r.conn_id), r.client, entry, backend, r.status, str(r.hops_seen), r.missing_at or "")
         con.print(ct)
+
+
+def _balance_table(con: Console, a: Analysis) -> None:
+    from rich.table import Table
+
     per = a.balance.get("per_entry", {})
     if per:
         bt = Table(title="Load balancing (requests per backend per entry node)", title_justify="left")
@@ -104,6 +120,17 @@ def render_analysis(a: Analysis, out: Path | None = None, limit: int | None = No
             rr = a.balance["round_robin"][node]["round_robin"]
             bt.add_row(node, *[str(d.get(b, 0)) for b in backends], "yes" if rr else "no")
         con.print(bt)
+
+
+def render_analysis(a: Analysis, out: Path | None = None, limit: int | None = None) -> None:
+    """Summary tables, then the connections (those with a problem first; at most ``limit``
+    rows, all of them with ``None``), balance and clock offsets."""
+    buf = io.StringIO()
+    con = _console(out, buf)
+    _summary_tables(con, a)
+    _traffic_tables(con, a.summary)
+    _connections_table(con, a, limit)
+    _balance_table(con, a)
     if out is not None:
         out.write_text(buf.getvalue())
 

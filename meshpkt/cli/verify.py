@@ -29,12 +29,18 @@ def register(app: typer.Typer) -> None:
             "--rule", "-r", help="Only rules whose id matches (glob or substring; repeatable): dnat, "
                                  "'fdb:node1*', my-web.2, mtu ...")] = None,
         target_cluster: Annotated[str | None, typer.Option(
-            "--target-cluster", help="Explicit opt-in to probe a real cluster at these node addresses "
-                                     "(comma-separated). Not implemented: verify refuses.")] = None,
+            "--target-cluster", help="Verify a real cluster over SSH: its nodes [USER@]HOST[:PORT], comma-separated "
+                                     "(explicit opt-in: only these nodes and their Docker networks are probed).")
+        ] = None,
+        ssh_config: Annotated[Path | None, typer.Option("--ssh-config", help="ssh_config file (ssh -F) for "
+                                                        "--target-cluster.")] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="With --target-cluster: print every probe, "
+                                              "send nothing.")] = False,
     ) -> None:
         """Inject crafted probes into the lab and prove every rule on every expected path, hop by hop:
-        host DNAT, sbox MARK, LB, SNAT, each overlay fdb entry, each underlay link, each task REDIRECT,
-        each task server, unpublished ports, VIP MARKs and the path MTU.
+        host DNAT, sbox MARK, LB, SNAT (TCP SYNs and UDP datagrams per published port), each overlay fdb
+        entry, each underlay link, each task REDIRECT, each task server, unpublished ports, VIP MARKs,
+        dnsrr tasks, IPsec policies and states of encrypted overlays, and the path MTU.
 
         Exit status: 0 every rule passed, 1 a rule failed or could not be tested, 2 usage/permission error.
         """
@@ -47,8 +53,11 @@ def register(app: typer.Typer) -> None:
         err = Console(stderr=True)
         from meshpkt.verify import verify
 
-        report = verify(lab, keep=keep, rules=rule, target_cluster=target_cluster,
+        report = verify(lab, keep=keep, rules=rule, target_cluster=target_cluster, ssh_config=ssh_config,
+                        dry_run=dry_run, show=lambda line: print(line, file=sys.stderr),
                         progress=(lambda m: err.print(f"[dim]verify: {m}[/dim]")) if fmt == "table" else None)
+        if dry_run and target_cluster:
+            raise typer.Exit(0)
         if fmt == "json":
             print(json.dumps(report.to_dict(), indent=1))
         else:

@@ -22,9 +22,9 @@ def diagnose_analysis(analysis: Any, model: Any = None, *, frames: Frames | None
     """Run the catalogue over an :class:`~meshpkt.flows.Analysis` (and a rule model from dumps) (pure)."""
     from meshpkt.diagnose import detectors  # noqa: F401 - registers the catalogue
 
-    vnis = set(encrypted_vnis) | _encrypted_from(model, status)
-    ctx = Context(analysis, model, frames or Frames(), encrypted_vnis=vnis, lb_timeout_s=lb_timeout_s,
-                  status=status)
+    mesh = _mesh(status)
+    vnis = set(encrypted_vnis) | _encrypted_from(model, mesh)
+    ctx = Context(analysis, model, frames or Frames(), encrypted_vnis=vnis, lb_timeout_s=lb_timeout_s, mesh=mesh)
     findings: list[Finding] = []
     broken: list[str] = []
     for kind, cls in DETECTORS.items():
@@ -42,15 +42,26 @@ def diagnose_analysis(analysis: Any, model: Any = None, *, frames: Frames | None
     return Diagnosis(ranked, summary, analysis, unexplained)
 
 
-def _encrypted_from(model: Any, status: dict[str, Any] | None) -> set[int]:
+def _mesh(status: dict[str, Any] | None) -> Any:
+    if not status:
+        return None
+    from meshpkt.mesh import load_status
+
+    try:
+        return load_status(status)
+    except Exception:  # a partial or foreign status document: the flows topology still uses what it can
+        return None
+
+
+def _encrypted_from(model: Any, mesh: Any) -> set[int]:
     out: set[int] = set()
     if model is not None:
         for net in model.networks():
             if "encrypted" in net.options:
                 out |= set(net.vnis)
-    for net in (status or {}).get("networks", []) or []:
-        if net.get("encrypted") and net.get("vni") is not None:
-            out.add(int(net["vni"]))
+    for net in mesh.networks if mesh is not None else ():
+        if net.encrypted and net.vni is not None:
+            out.add(int(net.vni))
     return out
 
 
@@ -72,6 +83,7 @@ def diagnose(captures: Iterable[CaptureArg], *, dumps: Iterable[str | Path] = ()
     """Decode ``captures``, load ``dumps`` (directories or transcripts, see ``meshpkt collect``), and name
     the failures. ``topology``: lab status JSON (path or dict); default a ``status.json`` next to the
     captures."""
+    from meshpkt.decode import read
     from meshpkt.decode.api import expand_captures
     from meshpkt.flows import analyze
 
@@ -79,7 +91,10 @@ def diagnose(captures: Iterable[CaptureArg], *, dumps: Iterable[str | Path] = ()
     if not caps:
         raise UsageError("no captures given")
     status = _status(caps, topology)
-    analysis = analyze(caps, topology=status if status is not None else topology, progress=progress,
+    packets = read(caps, progress=progress, problems=problems)  # problems=None: the first bad file raises
+    if len(packets) == 0:
+        raise UsageError(f"nothing to diagnose: {problems[0]}" if problems else "the captures hold no packets")
+    analysis = analyze(caps, packets=packets, topology=status if status is not None else topology,
                        problems=problems)
     files = {str(pt) if pt else Path(f).name.split(".pcap")[0]: f for pt, f in expand_captures(caps)}
     model = _model(list(dumps))

@@ -118,44 +118,15 @@ def build_translations(hops: pd.DataFrame, topo: Topology) -> pd.DataFrame:
     return out.sort_values(["conn_id", "hop", "_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
 
 
-_IFACE_RANK = {"eth0": 0, "docker_gwbridge": 1, "eth1": 0, "br0": 0, "vxlan0": 2}
-
-
-def _points_of(topo: Topology, node: str, role: str) -> list[str]:
-    """Capture points of ``node`` with ``role``; overlay points of the ingress network only (an
-    ingress connection never crosses the bridges of other overlays)."""
-    pts = [p for p in topo.points.values() if p.node == node and p.role == role
-           and (role != "overlay" or p.network in ("", "ingress"))]
-    if role == "ingress_sbox":
-        pts.sort(key=lambda p: (0 if p.iface == "eth1" else 1, p.iface))
-    else:
-        pts.sort(key=lambda p: (_IFACE_RANK.get(p.iface, 1), p.iface))
-    return [p.point for p in pts]
-
-
 def expected_path(topo: Topology, entry_node: str | None, backend_node: str | None,
                   task_point: str | None) -> list[tuple[str, bool]]:
     """Capture points an ingress connection should cross, as (point, encapsulated) in order,
-    limited to the points that were captured."""
-    if not entry_node:
-        return []
-    path: list[tuple[str, bool]] = [(p.point, False) for p in topo.points.values() if p.role == "client"]
-    path += [(p, False) for p in _points_of(topo, entry_node, "host")]
-    path += [(p, False) for p in _points_of(topo, entry_node, "ingress_sbox")]
-    overlay = _points_of(topo, entry_node, "overlay")
-    if backend_node is None:
-        return path
-    if backend_node == entry_node:
-        path += [(p, False) for p in overlay if not p.endswith(".vxlan0")]
-    else:
-        path += [(p, False) for p in overlay]
-        path += [(p, True) for p in _points_of(topo, entry_node, "host") if p.endswith(".eth0")]
-        path += [(p.point, True) for p in topo.points.values() if p.role == "underlay"]
-        path += [(p, True) for p in _points_of(topo, backend_node, "host") if p.endswith(".eth0")]
-        path += [(p, False) for p in reversed(_points_of(topo, backend_node, "overlay"))]
-    if task_point:
-        path.append((task_point, False))
-    return path
+    limited to the points that were captured (the stages of :mod:`meshpkt.mesh.path`)."""
+    from meshpkt.mesh.path import PathKind, expected_points
+
+    pts = expected_points(topo.points.values(), PathKind.INGRESS, entry=entry_node, backend=backend_node,
+                          task_point=task_point)
+    return [(p.point, p.encapsulated) for p in pts]
 
 
 def build_connections(rec: Reconstruction, hops: pd.DataFrame, topo: Topology) -> pd.DataFrame:
@@ -207,7 +178,8 @@ def _basics(rec: Reconstruction, hops: pd.DataFrame) -> pd.DataFrame:
     conns["hops_seen"] = hops.groupby("conn_id").size()
     conns["flooded_to"] = all_hops[all_hops["stray"].to_numpy()].groupby("conn_id")["point"].agg(list).reindex(
         conns.index)
-    conns["path"] = hops.groupby("conn_id")["point"].agg(" > ".join)
+    conns["path"] = _join_groups(hops["point"].astype(str).to_numpy(dtype=object), hops["conn_id"].to_numpy(),
+                                 conns.index.to_numpy())
     conns["first_ts_ns"] = hops.groupby("conn_id")["first_ts_ns"].min()
     conns["duration_ns"] = g["last_ts_ns"].max().to_numpy() - conns["first_ts_ns"].to_numpy()
     conns["retrans"] = hops.groupby("conn_id")["retrans_fwd"].max() + hops.groupby("conn_id")["retrans_bwd"].max()
@@ -220,6 +192,16 @@ def _basics(rec: Reconstruction, hops: pd.DataFrame) -> pd.DataFrame:
 #: point the topology names but that was not captured, or whose packets are all far from a
 #: connection, is "no data from this point" for it, not a loss
 CAPTURE_SLACK_NS = 10_000_000_000
+
+
+def _join_groups(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``" > ".join`` of ``values`` per run of equal ``group`` (sorted), one string per ``order`` entry."""
+    if not len(values):
+        return np.full(len(order), None, dtype=object)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    joined = np.add.reduceat(values + " > ", starts)
+    out = pd.Series([v[:-3] for v in joined], index=group[starts], dtype=object)
+    return out.reindex(order).to_numpy(dtype=object)
 
 
 def _task_point(topo: Topology, node: str, task: str) -> str | None:
@@ -273,7 +255,8 @@ def _entry_nodes(hops: pd.DataFrame, rows: _Rows, topo: Topology) -> np.ndarray:
 def _endpoints(conns: pd.DataFrame, hops: pd.DataFrame, topo: Topology) -> dict[str, np.ndarray]:
     """entry_node, backend, backend_node, backend_task, task_point, last_seen_point per connection."""
     rows = _Rows(conns, hops)
-    first, last = rows.first, rows.last
+    first = rows.first
+    last = rows.last_where(hops["fwd_packets"].to_numpy() > 0, rows.last)  # where requests got to
     point = hops["point"].astype(str).to_numpy(dtype=object)
     role = hops["role"].to_numpy()
     entry_ip = hops["dst_ip"].to_numpy()[first].astype(np.int64)

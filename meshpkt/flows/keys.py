@@ -35,8 +35,21 @@ HASHED_BYTES = 64  # payload bytes the decoder's payload_hash covers at most
 LFLOW_COLUMNS = ("point", "vni", "proto", "lo_ip", "lo_port", "hi_ip", "hi_port", "epoch")
 
 
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
 def _hash(frame: pd.DataFrame) -> np.ndarray:
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    """A 64-bit hash of each row of integer columns (splitmix64 finaliser over the columns)."""
+    h = np.full(len(frame), np.uint64(0x9E3779B97F4A7C15), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for col in frame.columns:
+            h ^= np.asarray(frame[col].to_numpy(), dtype=np.int64).view(np.uint64)
+            h ^= h >> np.uint64(30)
+            h *= _M1
+            h ^= h >> np.uint64(27)
+            h *= _M2
+            h ^= h >> np.uint64(31)
+    return h
 
 
 @dataclass
@@ -101,14 +114,12 @@ def _epochs(tuple_id: np.ndarray, ts: np.ndarray, seq: np.ndarray, ack: np.ndarr
     return out
 
 
-def _duplicates(lflow: np.ndarray, p: pd.DataFrame, key: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """The same packet (key, flags, IP id, length) seen again in one local flow: keep the first."""
-    ident = _hash(pd.DataFrame({"lf": lflow, "k": key, "f": p["tcp_flags"].to_numpy(),
+def _duplicates(lflow: np.ndarray, p: pd.DataFrame, key: np.ndarray) -> np.ndarray:
+    """The same packet (key, flags, IP id, length) seen again in one local flow (`tcpdump -i any`, a
+    bridge seen in and out): every copy after the first in capture order."""
+    ident = _hash(pd.DataFrame({"lf": lflow, "k": key.view(np.int64), "f": p["tcp_flags"].to_numpy(),
                                 "id": p["ip_id"].to_numpy(), "len": p["payload_len"].to_numpy()}))
-    order = np.lexsort((ts, ident))
-    dup = np.zeros(len(key), dtype=bool)
-    dup[order[1:]] = ident[order][1:] == ident[order][:-1]
-    return dup
+    return pd.Series(ident).duplicated().to_numpy()
 
 
 def packet_ids(packets: pd.DataFrame) -> PacketIds:
@@ -139,7 +150,7 @@ def packet_ids(packets: pd.DataFrame) -> PacketIds:
     key = packet_keys(p, proto[rows])
     return PacketIds(rows=rows, point=point, point_names=[str(c) for c in point_cat.cat.categories],
                      lflow=lflow.astype(np.int64), lflows=lflows, key=key, dir_lo=~swap,
-                     dup=_duplicates(lflow, p, key, ts))
+                     dup=_duplicates(lflow, p, key))
 
 
 @dataclass
@@ -207,7 +218,8 @@ def _anchors(obs: pd.DataFrame) -> pd.DataFrame:
     chosen |= (obs["key"].to_numpy() % np.uint64(ANCHOR_MODULO)) == 0
     out = obs[chosen].assign(isn=False)
     isn = out[out["isn_key"].to_numpy() != 0].assign(key=lambda x: x["isn_key"], syn=False, isn=True)
-    out = pd.concat([out, isn], ignore_index=True).drop_duplicates(["lflow", "key"])
+    out = pd.concat([out, isn], ignore_index=True)
+    out = out[~pd.Series(_hash(out[["lflow"]].assign(k=out["key"].to_numpy().view(np.int64)))).duplicated().to_numpy()]
     return out[["lflow", "key", "ts", "dir_lo", "seq", "syn", "isn"]].reset_index(drop=True)
 
 
@@ -229,7 +241,8 @@ def merge_summaries(parts: list[Summaries]) -> Summaries:
         offset += len(lf)
     allf = pd.concat(frames, ignore_index=True)
     ident = list(LFLOW_COLUMNS)
-    new_id, _ = pd.factorize(_hash(allf[ident]))
+    codes = pd.Categorical(allf["point"], categories=names).codes
+    new_id, _ = pd.factorize(_hash(allf[ident].assign(point=codes)))
     allf["_new"] = new_id
     merged = allf.groupby("_new").agg(
         **{c: (c, "first") for c in ident}, first_ts_ns=("first_ts_ns", "min"), last_ts_ns=("last_ts_ns", "max"),

@@ -116,7 +116,8 @@ def _losses(grid: pd.DataFrame, acked: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def compare_hops(rng: pd.DataFrame, hops: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``rng`` from :func:`segment_ranges` (non-stray hops only); ``hops``: ``conn, hop, order`` rows
-    (``order``: position along the forward path) -- every non-stray hop of the connections.
+    (``order``: position along the forward path) -- every non-stray hop of the connections; the
+    chain of a direction is made of the hops that saw some of its bytes.
 
     Returns per (conn, fwd, hop): ``segments, bytes, retrans, retrans_bytes, reordered, lost,
     lost_bytes`` (lost = after this hop), and the lost ranges (``conn, fwd, hop, start, end,
@@ -126,6 +127,10 @@ def compare_hops(rng: pd.DataFrame, hops: pd.DataFrame) -> tuple[pd.DataFrame, p
     gh = pd.DataFrame({"g": np.arange(len(gid)), "conn": gid.get_level_values(0),
                        "fwd": gid.get_level_values(1)}).merge(hops, on="conn")
     gh["order"] = np.where(gh["fwd"], gh["order"], -gh["order"])
+    # a direction's chain: the hops that carried some of its bytes (a local flow of the other
+    # direction only, e.g. a reply leaving by another route, is not on it)
+    carried = pd.MultiIndex.from_frame(rng[["g", "hop"]].drop_duplicates())
+    gh = gh[pd.MultiIndex.from_frame(gh[["g", "hop"]]).isin(carried)]
     gh = gh.sort_values(["g", "hop"]).reset_index(drop=True)
     grid = _grid(rng, gh)
     acked = rng.groupby("g")["acked"].first().reindex(range(len(gid))).to_numpy()

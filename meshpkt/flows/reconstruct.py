@@ -31,22 +31,14 @@ from meshpkt.flows.view import is_syn, is_synack
 ROLE_RANK = {"client": 0, "host": 1, "ingress_sbox": 2, "lb": 2, "overlay": 3, "underlay": 4, "task": 6,
              "unknown": 5}
 
-# Where a capture point sits on one node's stretch of an ingress path, (role, iface kind, encapsulated).
-# On the node the request enters: host eth0 -> ingress_sbox eth1 -> eth0 -> overlay br0 -> (local task)
-# -> vxlan0 -> host eth0 encapsulated -> underlay. On the node of a remote backend: host eth0
-# encapsulated -> vxlan0 -> br0 -> task. Timestamps of points on one machine may disagree with this
-# by microseconds (taps sit at different stages), so within a node the structure decides.
-_ENTRY_RANK = {("underlay", False): 0, ("host", False): 1, ("ingress_sbox", "eth1"): 2, ("ingress_sbox", "eth0"): 3,
-               ("lb", False): 3, ("overlay", "br0"): 4, ("overlay", "other"): 5, ("task", False): 6,
-               ("overlay", "vxlan0"): 7, ("host", True): 8, ("underlay", True): 9}
-_PEER_RANK = {("host", True): 0, ("overlay", "vxlan0"): 1, ("overlay", "br0"): 2, ("overlay", "other"): 3,
-              ("task", False): 4, ("ingress_sbox", "eth1"): 5, ("ingress_sbox", "eth0"): 5, ("lb", False): 5,
-              ("host", False): 6}
 
+def _place_ranks() -> dict[str, float]:
+    """``"side|role|iface|encapsulated"`` -> position on Swarm's ingress path with a remote backend
+    (:func:`meshpkt.mesh.path.place_order`; a local backend's path is the same with stages left out)."""
+    from meshpkt.mesh.path import place_order
 
-def _flat(table: dict[tuple[str, object], int]) -> dict[str, int]:
-    """``(role, iface kind or encapsulated)`` keys as ``"role|kind"`` strings, for vectorised lookup."""
-    return {f"{role}|{kind}": rank for (role, kind), rank in table.items()}
+    return {f"{side}|{role}|{iface}|{enc}": float(rank)
+            for (side, role, iface, enc), rank in place_order("ingress", local=False).items()}
 
 
 def _owners(lf: pd.DataFrame, topology: Topology, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,15 +62,24 @@ def _owners(lf: pd.DataFrame, topology: Topology, t: np.ndarray) -> tuple[np.nda
 
 
 def _structural_rank(lf: pd.DataFrame, is_entry: np.ndarray) -> np.ndarray:
+    """Where each local flow's point sits on the ingress path (mesh.path stages); points of the
+    node the request entered on the entry side, others on the backend side. Timestamps of points
+    on one machine may disagree with this by microseconds (taps sit at different stages), so
+    within a node the structure decides."""
+    from meshpkt.mesh.path import NET_IFACE
+
     enc = (lf["vni"] >= 0).to_numpy()
-    role = lf["role"].to_numpy()
-    ifaces = lf["iface"].to_numpy().astype(str)
-    kind = np.where(role == "ingress_sbox", np.where(ifaces == "eth1", "eth1", "eth0"),
-                    np.where(role == "overlay", np.where(np.isin(ifaces, ("br0", "vxlan0")), ifaces, "other"),
-                             np.where(enc, "True", "False")))
-    key = pd.Series(role.astype(str)) + "|" + pd.Series(kind)
-    return np.where(is_entry, key.map(_flat(_ENTRY_RANK)).fillna(5).to_numpy(),
-                    key.map(_flat(_PEER_RANK)).fillna(5).to_numpy()).astype(np.float64)
+    role = lf["role"].to_numpy().astype(str)
+    iface = lf["iface"].to_numpy().astype(str)
+    side = np.where(np.isin(role, ("client", "underlay")), role,
+                    np.where(is_entry & (role != "task"), "entry", "backend"))
+    iface = np.where(role == "task", NET_IFACE, np.where(role == "underlay", "br0",
+                                                         np.where(role == "client", "eth0", iface)))
+    key = (pd.Series(side) + "|" + pd.Series(role) + "|" + pd.Series(iface) + "|"
+           + pd.Series(np.where(enc, "True", "False")))
+    ranks = _place_ranks()
+    # off the table (another overlay interface, a load-balancer namespace): after the overlay bridge
+    return key.map(ranks).fillna(ranks.get("entry|overlay|br0|False", 5.0) + 0.5).to_numpy(dtype=np.float64)
 
 
 def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
@@ -231,7 +232,9 @@ def _identity(meta: pd.DataFrame, point_names: list[str], topology: Topology) ->
 def _delays(assign: pd.DataFrame) -> pd.DataFrame:
     """Median delay of each local flow's packets after the same packet's first sighting anywhere,
     per direction (only packets seen at two local flows or more)."""
-    obs = assign[~assign["dup"].to_numpy()].drop_duplicates(["lflow", "key"])
+    obs = assign[~assign["dup"].to_numpy()]
+    pair = pd.Series(obs["key"].to_numpy().view(np.int64) ^ (obs["lflow"].to_numpy() * np.int64(0x9E3779B97F4A7C1)))
+    obs = obs[~pair.duplicated().to_numpy()]
     g = obs.groupby("key")["ts_corr"]
     shared = g.transform("size").to_numpy() > 1
     delay = (obs["ts_corr"] - g.transform("min")).to_numpy()
@@ -270,7 +273,9 @@ def _range_stats(packets: pd.DataFrame, assign: pd.DataFrame, lf: pd.DataFrame, 
         "ack": packets["tcp_ack"].to_numpy()[use], "plen": packets["payload_len"].to_numpy()[use],
         "syn": ((fl & TCP_SYN) != 0)[use], "fin": ((fl & TCP_FIN) != 0)[use],
         "ack_flag": ((fl & TCP_ACK) != 0)[use]})
-    seg["trusted"] = _judgeable(seg, lf, assign["lflow"].to_numpy()[use], int(np.nanmax(windows["max"].to_numpy())))
+    ends = windows["max"].to_numpy(dtype=np.float64)
+    end = int(np.nanmax(ends)) if np.isfinite(ends).any() else 0
+    seg["trusted"] = _judgeable(seg, lf, assign["lflow"].to_numpy()[use], end)
     empty = pd.DataFrame(columns=["conn", "fwd", "hop", "start", "end", "copies", "delivered"])
     for tag in ("fwd", "bwd"):
         for c in _RANGE_COLUMNS:

@@ -125,6 +125,20 @@ def _ip(text: Any) -> int | None:
 def from_lab_status(status: dict[str, Any], source: str = "lab status") -> Topology:
     """Build a Topology from the lab status document (schema in ``meshpkt.lab.status``)."""
     topo = Topology(inferred=False, source=source)
+    _status_points(topo, status)
+    _status_clients(topo, status)
+    for node in status.get("nodes", []) or []:
+        _status_node(topo, node)
+    for net in status.get("networks", []) or []:
+        vni = net.get("vni")
+        if vni is not None:
+            topo.vni_names[int(vni)] = str(net.get("name", vni))
+    for svc in status.get("services", []) or []:
+        _status_service(topo, svc)
+    return topo
+
+
+def _status_points(topo: Topology, status: dict[str, Any]) -> None:
     for cp in status.get("capture_points", []) or []:
         name = cp.get("point")
         if not name:
@@ -133,6 +147,9 @@ def from_lab_status(status: dict[str, Any], source: str = "lab status") -> Topol
         topo.points[name] = PointInfo(name, cp.get("node") or parsed.node, cp.get("namespace") or parsed.namespace,
                                       cp.get("iface") or parsed.iface, _norm_role(cp.get("role")) or parsed.role,
                                       str(cp.get("network") or ""))
+
+
+def _status_clients(topo: Topology, status: dict[str, Any]) -> None:
     for client in status.get("clients", []) or []:
         ip = _ip(client.get("ip") or client.get("address")) if isinstance(client, dict) else _ip(client)
         if ip:
@@ -144,57 +161,56 @@ def from_lab_status(status: dict[str, Any], source: str = "lab status") -> Topol
                     cip = _ip(addr)
                     if cip:
                         topo.clients.add(cip)
-    for node in status.get("nodes", []) or []:
-        nname = node.get("name", "")
-        ip = _ip(node.get("underlay_ip") or node.get("ip"))
-        if ip:
-            topo.node_ips[ip] = nname
-        for key in ("ingress_ip", "ingress_sbox_ip"):
-            lip = _ip(node.get(key))
-            if lip:
-                topo.lb_ips[lip] = nname
-        for lip_text in (node.get("lb_ips") or {}).values():
-            lip = _ip(lip_text)
-            if lip:
-                topo.lb_ips[lip] = nname
-        sbox = _ip(node.get("sbox_gwbridge_ip") or node.get("gwbridge_sbox_ip"))
-        if sbox:
-            topo.sbox_ips[sbox] = nname
-        for ns in node.get("namespaces", []) or []:
-            role = _norm_role(ns.get("role"))
-            for iface in ns.get("interfaces", []) or []:
-                for addr in iface.get("addresses", []) or []:
-                    aip = _ip(addr)
-                    if aip is None:
-                        continue
-                    if role == "ingress_sbox":
-                        if _in_net(aip, GWBRIDGE_NET):
-                            topo.sbox_ips.setdefault(aip, nname)
-                        elif not str(addr).endswith("/32"):
-                            topo.lb_ips.setdefault(aip, nname)
-                    elif role == "lb" and not str(addr).endswith("/32"):
+
+
+def _status_node(topo: Topology, node: dict[str, Any]) -> None:
+    nname = node.get("name", "")
+    ip = _ip(node.get("underlay_ip") or node.get("ip"))
+    if ip:
+        topo.node_ips[ip] = nname
+    for key in ("ingress_ip", "ingress_sbox_ip"):
+        lip = _ip(node.get(key))
+        if lip:
+            topo.lb_ips[lip] = nname
+    for lip_text in (node.get("lb_ips") or {}).values():
+        lip = _ip(lip_text)
+        if lip:
+            topo.lb_ips[lip] = nname
+    sbox = _ip(node.get("sbox_gwbridge_ip") or node.get("gwbridge_sbox_ip"))
+    if sbox:
+        topo.sbox_ips[sbox] = nname
+    for ns in node.get("namespaces", []) or []:
+        role = _norm_role(ns.get("role"))
+        for iface in ns.get("interfaces", []) or []:
+            for addr in iface.get("addresses", []) or []:
+                aip = _ip(addr)
+                if aip is None:
+                    continue
+                if role == "ingress_sbox":
+                    if _in_net(aip, GWBRIDGE_NET):
+                        topo.sbox_ips.setdefault(aip, nname)
+                    elif not str(addr).endswith("/32"):
                         topo.lb_ips.setdefault(aip, nname)
-    for net in status.get("networks", []) or []:
-        vni = net.get("vni")
-        if vni is not None:
-            topo.vni_names[int(vni)] = str(net.get("name", vni))
-    for svc in status.get("services", []) or []:
-        sname = str(svc.get("name", ""))
-        vip = svc.get("vip") or svc.get("vips") or {}
-        vips = vip.values() if isinstance(vip, dict) else (vip if isinstance(vip, list) else [vip])
-        for v in vips:
-            vipi = _ip(v)
-            if vipi:
-                topo.vips[vipi] = sname
-        for pub in svc.get("published", []) or []:
-            if pub.get("published") is not None:
-                topo.published[int(pub["published"])] = int(pub.get("target", pub["published"]))
-        for b in svc.get("backends", []) or []:
-            for btext in [b.get("ip"), *((b.get("ips") or {}).values())]:
-                bip = _ip(btext)
-                if bip:
-                    topo.tasks[bip] = TaskInfo(str(b.get("task", "")), str(b.get("node", "")), sname)
-    return topo
+                elif role == "lb" and not str(addr).endswith("/32"):
+                    topo.lb_ips.setdefault(aip, nname)
+
+
+def _status_service(topo: Topology, svc: dict[str, Any]) -> None:
+    sname = str(svc.get("name", ""))
+    vip = svc.get("vip") or svc.get("vips") or {}
+    vips = vip.values() if isinstance(vip, dict) else (vip if isinstance(vip, list) else [vip])
+    for v in vips:
+        vipi = _ip(v)
+        if vipi:
+            topo.vips[vipi] = sname
+    for pub in svc.get("published", []) or []:
+        if pub.get("published") is not None:
+            topo.published[int(pub["published"])] = int(pub.get("target", pub["published"]))
+    for b in svc.get("backends", []) or []:
+        for btext in [b.get("ip"), *((b.get("ips") or {}).values())]:
+            bip = _ip(btext)
+            if bip:
+                topo.tasks[bip] = TaskInfo(str(b.get("task", "")), str(b.get("node", "")), sname)
 
 
 def _norm_role(role: Any) -> str | None:

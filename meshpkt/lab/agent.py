@@ -155,21 +155,30 @@ def _udp_identity_servers(cfg: dict[str, Any]) -> list[socket.socket]:
     return socks
 
 
+class _HTTP6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+
+def _http6_servers(cfg: dict[str, Any]) -> list[Any]:
+    """Dual-stack overlays: the same HTTP server on ``[::]`` for the task's IPv6 addresses."""
+    if not cfg.get("ips6"):
+        return []
+    return [_HTTP6(("::", port), _http_handler(cfg["node_ip"], cfg["task"])) for port in cfg["ports"]]
+
+
 class _TCPDNS(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
 
-def main(argv: list[str]) -> int:
-    """Run the agent described by the JSON file ``argv[0]``."""
-    with open(argv[0]) as fh:
-        cfg = json.load(fh)
-    records: dict[str, list[str]] = cfg.get("records", {})
-    servers: list[Any] = []
-    ThreadingHTTPServer.allow_reuse_address = True
-    ThreadingHTTPServer.daemon_threads = True
-    for port in cfg["ports"]:
-        servers.append(ThreadingHTTPServer(("0.0.0.0", port), _http_handler(cfg["node_ip"], cfg["task"])))
+def _dns_servers(cfg: dict[str, Any], records: dict[str, list[str]]) -> list[Any]:
+    """The embedded DNS on ``dns_ip:dns_port``: a TCP server (returned, to be served) and a UDP loop (started)."""
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     udp.bind((cfg["dns_ip"], cfg["dns_port"]))
@@ -193,9 +202,6 @@ def main(argv: list[str]) -> int:
             except OSError:
                 return
 
-    tcp = _TCPDNS((cfg["dns_ip"], cfg["dns_port"]), TCPHandler)
-    servers.append(tcp)
-
     def serve_udp() -> None:
         while True:
             try:
@@ -209,11 +215,25 @@ def main(argv: list[str]) -> int:
                 except OSError:
                     pass
 
+    threading.Thread(target=serve_udp, daemon=True).start()
+    return [_TCPDNS((cfg["dns_ip"], cfg["dns_port"]), TCPHandler)]
+
+
+def main(argv: list[str]) -> int:
+    """Run the agent described by the JSON file ``argv[0]``."""
+    with open(argv[0]) as fh:
+        cfg = json.load(fh)
+    records: dict[str, list[str]] = cfg.get("records", {})
+    servers: list[Any] = []
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer.daemon_threads = True
+    for port in cfg["ports"]:
+        servers.append(ThreadingHTTPServer(("0.0.0.0", port), _http_handler(cfg["node_ip"], cfg["task"])))
+    servers += _dns_servers(cfg, records) + _http6_servers(cfg)
     for sock in _udp_identity_servers(cfg):
         threading.Thread(target=_udp_identity, args=(sock, cfg["node_ip"], cfg["task"]), daemon=True).start()
     for s in servers:
         threading.Thread(target=s.serve_forever, daemon=True).start()
-    threading.Thread(target=serve_udp, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, lambda *_: os._exit(0))
     sys.stdout.write("ready\n")

@@ -245,8 +245,7 @@ class Lab:
             created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
             status = build_status(p, state_dir=str(self.state_dir), created=created, up_seconds=up_seconds,
                                   pids=pids)
-            status["esp"] = p.esp
-            status["esp_detail"] = ESP_DETAIL[p.esp]
+            extend_status(status, p)
             made = bool((self._load_state() or {}).get("made_etc_netns"))
             self._save_state({"name": self.name, "phase": "up", "spec": spec.to_dict(),
                               "namespaces": [ns.name for ns in p.namespaces], "pids": pids,
@@ -342,6 +341,7 @@ class Lab:
                 lines += [cmd, f"link set dev {i.name} up"]
             for i in ns.interfaces:
                 lines += [f"addr add {a} dev {i.name}" for a in i.addresses]
+                lines += [f"addr add {a} dev {i.name} nodad" for a in i.addresses6]
             lines += [f"route add {r}" for r in ns.routes]
             lines += ns.ip_extra
             lines += ns.neigh
@@ -439,7 +439,8 @@ class Lab:
         node_ip = next(n["underlay_ip"] for n in p.nodes if n["name"] == t.node)
         return {"task": t.name, "node": t.node, "node_ip": node_ip, "ports": t.ports,
                 "dns_ip": _plan.DNS_IP, "dns_port": t.dns_port, "records": p.dns.get(t.name, {}),
-                "udp_ports": t.udp_ports, "udp_ips": sorted(set(t.ips.values()) | {t.gw_ip})}
+                "udp_ports": t.udp_ports, "udp_ips": sorted(set(t.ips.values()) | {t.gw_ip}),
+                "ips6": sorted(t.ips6.values())}
 
     def _start_agents(self, p: _plan.Plan, only: Iterable[str] | None = None) -> dict[str, int]:
         adir = self.state_dir / "agents"
@@ -620,6 +621,13 @@ class Lab:
         self._delete_rules(ns, lambda r: r.tag.startswith("dnat:") and (port is None or r.tag == want))
         self._record_fault("remove_dnat", node=node, port=port, protocol=protocol)
 
+    def remove_host_dnat(self, node: str, port: int, protocol: str = "tcp") -> None:
+        """Delete the host's nat DOCKER DNAT of a host-mode published port (and its filter DOCKER ACCEPT)."""
+        ns = self._ns(node, "host")
+        sfx = "" if protocol == "tcp" else f"/{protocol}"
+        self._delete_rules(ns, lambda r: r.tag in (f"hostdnat:{port}{sfx}", f"hostaccept:{port}{sfx}"))
+        self._record_fault("remove_host_dnat", node=node, port=port, protocol=protocol)
+
     def remove_snat(self, node: str, network: str = "ingress") -> None:
         """Delete the ``-d <subnet> SNAT`` rule of ingress_sbox (or of ``lb_<net>`` for a user network)."""
         self._delete_rules(self._lb_ns(node, network), lambda r: r.tag == "snat")
@@ -641,6 +649,18 @@ class Lab:
                     if network in s["vips"] and (service is None or s["name"] == service)]
             self._nft_delete_matching(ns.name, "fwm_vip", [f"ip daddr {v} " for v in vips])
         self._record_fault("remove_mark", node=node, network=network, service=service)
+
+    def break_lb(self, node: str, network: str = "ingress") -> None:
+        """Empty the load balancer of ``network`` on ``node`` (ingress_sbox or ``lb_<net>``): its IPVS services
+        (``ipvsadm -C``) or the emulation's ``fwm_lb`` chain. Marked packets are then not balanced: the
+        namespace itself receives the VIP traffic (and answers RST)."""
+        ns = self._lb_ns(node, network)
+        p = self._get_plan(self._state())
+        if p.lb == "ipvs":
+            run(nsexec(ns.name, ["ipvsadm", "-C"]))
+        else:
+            run(nsexec(ns.name, ["nft", "flush", "chain", "ip", _plan.LB_NFT_TABLE, "fwm_lb"]))
+        self._record_fault("break_lb", node=node, network=network)
 
     def _nft_delete_matching(self, netns: str, chain: str, needles: list[str]) -> None:
         r = run(nsexec(netns, ["nft", "-a", "list", "chain", "ip", _plan.LB_NFT_TABLE, chain]))
@@ -823,6 +843,37 @@ class Lab:
                         i["mtu"] = mtu
         self._save_state(st)
         self._record_fault("set_mtu", target=target, iface=iface, mtu=mtu)
+
+
+def extend_status(status: dict[str, Any], p: _plan.Plan) -> None:
+    """Add to the status document what the typed model does not carry yet (extension keys, all optional):
+    ``esp``/``esp_detail``; per dual-stack network ``subnet6``/``gateway6``; per service ``udp_ports``; per
+    backend ``ips6`` and (host mode) ``gwbridge_ip``; per task namespace ``ips6``/``udp_ports``; per interface
+    ``addresses6``."""
+    status["esp"] = p.esp
+    status["esp_detail"] = ESP_DETAIL[p.esp]
+    nets = {n["name"]: n for n in p.networks}
+    for n in status["networks"]:
+        n.update({k: nets[n["name"]][k] for k in ("subnet6", "gateway6") if k in nets.get(n["name"], {})})
+    svcs = {s["name"]: s for s in p.services}
+    for s in status["services"]:
+        planned = svcs.get(s["name"], {})
+        if "udp_ports" in planned:
+            s["udp_ports"] = planned["udp_ports"]
+        extra = {b["task"]: b for b in planned.get("backends", [])}
+        for b in s["backends"]:
+            b.update({k: extra[b["task"]][k] for k in ("ips6", "gwbridge_ip") if k in extra.get(b["task"], {})})
+    planned_ns = {ns.name: ns for ns in p.namespaces}
+    for nsj in _iter_ns(status):
+        ns = planned_ns.get(nsj["name"])
+        if ns is None:
+            continue
+        if nsj.get("task") and ns.task:
+            nsj["task"].update({k: ns.task[k] for k in ("ips6", "udp_ports") if k in ns.task})
+        for ij in nsj["interfaces"]:
+            i = next((x for x in ns.interfaces if x.name == ij["name"]), None)
+            if i is not None and i.addresses6:
+                ij["addresses6"] = list(i.addresses6)
 
 
 def _iter_ns(status: dict[str, Any]) -> Iterable[dict[str, Any]]:

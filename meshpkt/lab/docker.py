@@ -300,7 +300,7 @@ class DockerLab:
             st["spec"] = LabSpec(name=self.name).to_dict()
         daemons = self.daemons(LabSpec.from_dict(st["spec"]))
         alive = [d for d in daemons.values() if d.pid()]
-        _parallel(lambda d: d.cli("swarm", "leave", "--force", check=False, timeout=30), alive[::-1])
+        _parallel(_leave, alive[::-1])
         pids: set[int] = set()
         for d in daemons.values():
             pids.update(d.stop())
@@ -332,8 +332,13 @@ class DockerLab:
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
         """The status document (lab schema, see :mod:`meshpkt.lab.status`) read from Docker's real state."""
-        st = self._state() if self._load().get("phase") == "up" else self._load()
+        st = self._state()
         spec = LabSpec.from_dict(st["spec"])
+        try:
+            self._mirror(self.daemons(spec))  # sandboxes Docker created since (rescheduled tasks)
+            st = self._state()
+        except (LabError, OSError):
+            pass
         return gather_status(self.name, spec, self.daemons(spec), st)
 
     def complete_mesh(self) -> dict[str, str]:
@@ -358,6 +363,20 @@ class DockerLab:
                  sys.executable, "-m", "meshpkt", "collect", str(out), "--netns-dir", str(d.netns_dir()),
                  "--node", node, "--format", "json"], timeout=120)
         return out
+
+    def capture(self, points: list[str] | None, out: str | Path, cmd: list[str] | None, *,
+                all_points: bool = False, run_in: str | None = None, grace: float = 0.5, snaplen: int = 262144,
+                bpf: str | None = None, stdout: Any = None, stderr: Any = None) -> dict[str, Any]:
+        """``lab capture`` on the real swarm: tcpdump at the capture points (Docker's own namespaces)
+        while ``cmd`` runs (inside ``run_in``, ``NODE[/NAMESPACE]``, e.g. ``client``)."""
+        from meshpkt.lab.capture import run_capture
+        from meshpkt.lab.status import resolve_target
+
+        need_root()
+        status = self.status()
+        ns = resolve_target(status, run_in) if run_in else None
+        return run_capture(status, points, Path(out), list(cmd or []), all_points=all_points, run_netns=ns,
+                           grace=grace, snaplen=snaplen, bpf=bpf, stdout=stdout, stderr=stderr)
 
     def exec(self, netns: str, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in one of the lab's namespaces (full name)."""
@@ -510,6 +529,15 @@ def _capture_points(status: dict[str, Any]) -> list[dict[str, Any]]:
     return pts
 
 
+def _ipvs_log(d: Dockerd) -> str | None:
+    """dockerd's own word that it found no IPVS (moby/ipvs netlink.go), if it logged it."""
+    try:
+        with open(d.log, errors="replace") as fh:
+            return next((ln.strip()[:300] for ln in fh if "Could not get ipvs family information" in ln), None)
+    except OSError:
+        return None
+
+
 def _mesh_state(netns: str, completed: bool) -> str:
     if completed:
         return MESH_COMPLETED
@@ -569,7 +597,8 @@ def gather_status(name: str, spec: LabSpec, daemons: dict[str, Dockerd], st: dic
                       "ingress_ip": (addr.get(("ingress_sbox", "ingress")) or [""])[0].split("/")[0],
                       "gwbridge_ip": (gwb.get("addresses") or [""])[0].split("/")[0],
                       "lb_ips": {n: a[0].split("/")[0] for (r, n), a in addr.items() if r == "lb" and a and n},
-                      "routing_mesh": _mesh_state(host["name"], completed), "namespaces": nss})
+                      "routing_mesh": _mesh_state(host["name"], completed), "dockerd_ipvs_log": _ipvs_log(d),
+                      "namespaces": nss})
     for n in nets:
         n["nodes"] = [nd["name"] for nd in nodes
                       if any(ns["network"] == n["name"] and ns["role"] == "overlay" for ns in nd["namespaces"])]
@@ -690,6 +719,14 @@ def complete(name: str, spec: LabSpec, status: dict[str, Any]) -> dict[str, str]
         _complete_node(nd, spec, status)
         out[nd["name"]] = MESH_COMPLETED
     return out
+
+
+def _leave(d: Dockerd) -> None:
+    """``docker swarm leave --force`` (best effort: the daemon is stopped by pid next anyway)."""
+    try:
+        d.cli("swarm", "leave", "--force", check=False, timeout=30)
+    except LabError:
+        pass
 
 
 def _bind_mount(src: Path, target: Path) -> None:
@@ -819,9 +856,6 @@ def _ns_facts(root: Path, status: dict[str, Any], node: str, key: str, ns: dict[
         if (lk.get("linkinfo") or {}).get("info_kind") == "vxlan":
             f["vxlan-flags"] = " ".join(f"{k}={info.get(k)}" for k in
                                         ("port", "learning", "proxy", "l2miss", "l3miss", "udp_csum", "ttl", "ageing"))
-            br = next((x for x in links if x["ifname"] == lk.get("master")), {})
-            ports = [x.get("address", "") for x in links if x.get("master") == br.get("ifname")]
-            f[f"mac/bridge-is-lowest-port/{ns['network']}"] = str(bool(ports) and br.get("address") == min(ports))
         for a in addrs.get(lk["ifname"], []):
             if ns["role"] in ("ingress_sbox", "lb", "task") and not a.endswith("/32"):
                 ip = ipaddress.IPv4Interface(a).ip
@@ -889,6 +923,26 @@ def _status_facts(status: dict[str, Any]) -> dict[str, str]:
     return f
 
 
+def _bridge_macs(root: Path, status: dict[str, Any]) -> str:
+    """How br0 of every overlay namespace gets its MAC: the kernel's lowest port MAC, or pinned to vxlan0's
+    (namespaces where both hold are ambiguous and skipped)."""
+    kinds = set()
+    for nd in status["nodes"]:
+        for ns in nd["namespaces"]:
+            if ns["role"] != "overlay":
+                continue
+            links = _links(_dump_dir(root, nd["name"], ns, status["prefix"]))
+            br = next((x for x in links if x["ifname"] == "br0"), {})
+            vx = next((x for x in links if x["ifname"] == "vxlan0"), {})
+            ports = [x.get("address", "") for x in links if x.get("master") == "br0"]
+            lowest, pinned = bool(ports) and br.get("address") == min(ports), br.get("address") == vx.get("address")
+            if lowest != pinned:
+                kinds.add("lowest port MAC" if lowest else "pinned to vxlan0's MAC" if pinned else "other")
+            elif not lowest:
+                kinds.add("other")
+    return ", ".join(sorted(kinds))
+
+
 def fidelity_facts(dumps: str | Path, status: dict[str, Any]) -> dict[str, str]:
     """Placement-independent facts of one cluster (lab or Docker): namespaces, interfaces, MACs, MTUs,
     VNIs, vxlan flags, fdb/neighbour entries, rules (addresses as roles), VIPs and endpoint addresses."""
@@ -906,6 +960,7 @@ def fidelity_facts(dumps: str | Path, status: dict[str, Any]) -> dict[str, str]:
         for key, pub in (("task-published", True), ("task-internal", False)):
             if not any(k == key for k, _ in picks) and (t := _pick(status, nd["name"], "task", None, pub)):
                 picks.append((key, t))
+    f["mac/overlay-bridge"] = _bridge_macs(root, status)
     for key, ns in picks:
         if ns is not None:
             nd = next(n["name"] for n in status["nodes"] if ns in n["namespaces"])

@@ -115,12 +115,15 @@ class Iface:
     network: str | None = None  # docker network this link is attached to
     vxlan: dict[str, Any] | None = None  # {vni, port, created_in, tmp_name}
     capture: bool = False
+    addresses6: list[str] = field(default_factory=list)  # dual-stack overlays: IPv6 CIDRs (status "addresses6")
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind, "mac": self.mac, "mtu": self.mtu,
                              "addresses": list(self.addresses), "network": self.network,
                              "peer": ({"netns": self.peer[0], "iface": self.peer[1]} if self.peer else None),
                              "bridge": self.bridge}
+        if self.addresses6:
+            d["addresses6"] = list(self.addresses6)
         if self.vxlan:
             d["vxlan"] = {"vni": self.vxlan["vni"], "port": self.vxlan["port"],
                           "created_in": self.vxlan["created_in"]}
@@ -175,6 +178,7 @@ class Task:
     dns_port: int = 0
     ports: list[int] = field(default_factory=list)
     udp_ports: list[int] = field(default_factory=list)
+    ips6: dict[str, str] = field(default_factory=dict)  # network -> IPv6 address (dual-stack overlays)
 
 
 @dataclass
@@ -280,9 +284,9 @@ class _Planner:
         self.encryption()
         dns = self.dns()
         services, nodes, clients, netlist = self.status_pieces()
-        for ns in self.nss:  # there is no IPv6 in the routing mesh
+        for ns in self.nss:  # there is no IPv6 in the routing mesh (only on dual-stack overlay interfaces)
             ns.sysctls = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1",
-                          **ns.sysctls}
+                          **ns.sysctls, **_v6_sysctls(ns)}
         return Plan(spec=self.spec, lb=self.lb, namespaces=self.nss, networks=netlist, services=services,
                     tasks=self.tasks, nodes=nodes, clients=clients, dns=dns, esp=self.esp)
 
@@ -301,6 +305,9 @@ class _Planner:
                             "port": port, "mtu": encrypted_mtu(spec.overlay_mtu) if o.encrypted else spec.overlay_mtu}
             if o.encrypted:
                 nets[o.name]["encrypted"] = True
+            if o.subnet6:
+                n6 = ipaddress.IPv6Network(o.subnet6)
+                nets[o.name].update(subnet6=str(n6), gateway6=str(n6.network_address + 1))
         gwn = self.gwn
         nets["docker_gwbridge"] = {"name": "docker_gwbridge", "id": hex_id("net", "docker_gwbridge"),
                                    "driver": "bridge", "ingress": False, "subnet": str(gwn),
@@ -380,6 +387,16 @@ class _Planner:
                     t.macs[n] = docker_mac(t.ips[n])
         for t in self.tasks:
             t.gw_ip = gw_alloc[t.node].take()
+        for t in self.tasks:
+            t.ips6 = {n: v6 for n, ip in t.ips.items() if (v6 := self.v6(n, ip))}
+
+    def v6(self, n: str, ip: str) -> str:
+        """The IPv6 address of the endpoint with IPv4 ``ip`` on a dual-stack overlay (same host offset), or ''."""
+        sub6 = self.nets[n].get("subnet6")
+        if not sub6:
+            return ""
+        off = int(ipaddress.IPv4Address(ip)) - int(ipaddress.IPv4Network(self.nets[n]["subnet"]).network_address)
+        return str(ipaddress.IPv6Network(sub6).network_address + off)
 
     # ---------------------------------------------------------------- namespaces
     def underlay(self) -> None:
@@ -440,6 +457,8 @@ class _Planner:
             vmac = local_mac(node, n, "vxlan0")
             ov.interfaces.append(Iface("br0", "bridge", vmac, netd["mtu"],
                                        [f"{netd['gateway']}/{self.prefixlen[n]}"], network=n, capture=True))
+            if netd.get("gateway6"):
+                ov.interfaces[-1].addresses6.append(f"{netd['gateway6']}/{_plen6(netd)}")
             tmp = f"vx-{netd['vni']:06x}-{netd['id'][:5]}"
             ov.interfaces.append(Iface("vxlan0", "vxlan", vmac, netd["mtu"], bridge="br0", network=n,
                                        vxlan={"vni": netd["vni"], "port": self.port, "created_in": host.name,
@@ -500,6 +519,8 @@ class _Planner:
         for n in svc_nets(s):
             ifname = f"eth{idx}"
             self.attach(ovl, tn, ifname, n, t.ips[n], t.macs[n], capture=True)
+            if n in t.ips6:
+                tn.interfaces[-1].addresses6.append(f"{t.ips6[n]}/{_plen6(self.nets[n])}")
             t.ifaces[n] = ifname
             idx += 1
             if idx == 1:
@@ -514,6 +535,8 @@ class _Planner:
         tn.task = {"name": t.name, "service": t.service, "slot": t.slot, "task_id": t.task_id,
                    "docker_name": f"{t.name}.{t.task_id}", "container_id": t.container_id,
                    "ips": dict(t.ips), "ports": list(t.ports)}
+        if t.ips6:
+            tn.task["ips6"] = dict(t.ips6)
         if t.udp_ports:
             tn.task["udp_ports"] = list(t.udp_ports)
         _task_rules(tn, t, s)
@@ -551,6 +574,8 @@ class _Planner:
                     continue
                 ns.fdb.append(f"fdb add {mac} dev vxlan0 dst {self.node_ips[node]} self permanent")
                 ns.neigh.append(f"neigh add {ip} lladdr {mac} dev vxlan0 nud permanent")
+                if ip6 := self.v6(ns.network or "", ip):
+                    ns.neigh.append(f"neigh add {ip6} lladdr {mac} dev vxlan0 nud permanent")
 
     def encryption(self) -> None:
         """Encrypted overlays: per node pair ESP states + out policy, per VNI the mark/drop/accept rules."""
@@ -619,6 +644,8 @@ class _Planner:
                  "ips": dict(t.ips), "macs": dict(t.macs), "container_id": t.container_id, "task_id": t.task_id}
             if s.host_ports():
                 b["gwbridge_ip"] = t.gw_ip
+            if t.ips6:
+                b["ips6"] = dict(t.ips6)
             return b
 
         out: dict[str, Any] = {
@@ -631,6 +658,26 @@ class _Planner:
         if s.udp_ports():
             out["udp_ports"] = s.udp_ports()
         return out
+
+
+def _v6_sysctls(ns: Netns) -> dict[str, str]:
+    """Dual-stack overlays: IPv6 on the interfaces that carry an IPv6 address only, without link-local
+    addresses, router advertisements or DAD (quiet captures); off everywhere else."""
+    v6 = [i for i in ns.interfaces if i.addresses6]
+    if not v6:
+        return {}
+    out = {"net.ipv6.conf.all.disable_ipv6": "0"}
+    v6 += [i for i in ns.interfaces if i.kind == "vxlan"]  # its permanent IPv6 neighbours answer ND (proxy)
+    for i in ns.interfaces:
+        out[f"net.ipv6.conf.{i.name}.disable_ipv6"] = "0" if i in v6 else "1"
+    for i in v6:
+        out.update({f"net.ipv6.conf.{i.name}.addr_gen_mode": "1", f"net.ipv6.conf.{i.name}.accept_ra": "0",
+                    f"net.ipv6.conf.{i.name}.accept_dad": "0"})
+    return out
+
+
+def _plen6(netd: dict[str, Any]) -> int:
+    return ipaddress.IPv6Network(netd["subnet6"]).prefixlen
 
 
 def _published_json(x: PortSpec) -> dict[str, Any]:

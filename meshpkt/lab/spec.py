@@ -94,6 +94,9 @@ class NetworkSpec:
     vni: int = 4097
     encrypted: bool = False
     """``--opt encrypted``: IPsec ESP (transport mode) between every pair of nodes for this VNI."""
+    subnet6: str = ""
+    """``--ipv6 --subnet <v6>``: a dual-stack overlay; tasks get an IPv6 address too (no IPv6 VIPs: the
+    routing mesh and the load balancers stay IPv4, as in Swarm)."""
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,12 @@ class LabSpec:
             for nb in nets[i + 1:] + [under]:
                 if na.overlaps(nb):
                     raise UsageError(f"subnets {na} and {nb} overlap")
+        try:
+            v6 = [ipaddress.IPv6Network(o.subnet6) for o in self.overlays if o.subnet6]
+        except ValueError as exc:
+            raise UsageError(f"bad IPv6 subnet in lab spec: {exc}") from None
+        if any(n.prefixlen > 120 for n in v6) or any(a.overlaps(b) for i, a in enumerate(v6) for b in v6[i + 1:]):
+            raise UsageError("IPv6 subnets must be at most /120 and must not overlap")
         vnis = [self.ingress_vni] + [o.vni for o in self.overlays]
         if len(set(vnis)) != len(vnis) or not all(1 <= v < 1 << 24 for v in vnis):
             raise UsageError("VNIs must be distinct and in 1..16777215")

@@ -1,80 +1,12 @@
 """The lab status document (``meshpkt lab status --json``, ``meshpkt.lab.status(name)``, and the
 ``status.json`` written beside every ``lab capture``). Analysis, diagrams and verify read it.
+
 The lab builds a typed :class:`meshpkt.mesh.Mesh` (:func:`build_mesh`); :mod:`meshpkt.mesh.status` is the
-only code that reads or writes the JSON.
-
-Schema ``meshpkt.lab.status/1`` (all addresses are strings; ports, VNIs, marks and MTUs are ints)::
-
-    {
-      "schema": "meshpkt.lab.status/1",
-      "name": "mesh",                      # lab name; every netns is named "<name>-..."
-      "prefix": "mesh-",
-      "lb": "nftables",                    # "ipvs" (real IPVS) | "nftables" (emulation, see lb_detail)
-      "lb_detail": "...",                  # one sentence: how the FWM load balancer is implemented
-      "alive": true,                       # every namespace still exists (filled in by status())
-      "state_dir": "/run/meshpkt/lab/mesh",
-      "created": "2024-03-06T05:36:56+00:00",
-      "up_seconds": 1.42,
-      "data_path_port": 4789,
-      "underlay": {"subnet": "10.211.55.0/24", "netns": "mesh-underlay", "bridge": "br0", "mtu": 1500},
-      "clients": [{"name": "client", "ip": "10.211.55.2", "mac": "00:1c:42:d3:37:02",
-                   "netns": "mesh-client"}],
-      "networks": [                        # ingress first, then user overlays, then docker_gwbridge
-        {"name": "ingress", "id": "<25 chars>", "driver": "overlay", "ingress": true,
-         "subnet": "10.0.0.0/24", "gateway": "10.0.0.1", "vni": 4096, "port": 4789, "mtu": 1450,
-         "nodes": ["node1", ...]},
-        {"name": "my-overlay", ..., "vni": 4097, ...},
-        {"name": "docker_gwbridge", "driver": "bridge", "scope": "local", "subnet": "172.18.0.0/16",
-         "gateway": "172.18.0.1", "vni": null, "port": null, "mtu": 1500, ...}
-      ],
-      "nodes": [
-        {"name": "node1", "underlay_ip": "10.211.55.10", "mac": "00:1c:42:d3:37:0a",
-         "ingress_ip": "10.0.0.2",         # ingress_sbox eth0 = the SNAT source of ingress traffic
-         "gwbridge_ip": "172.18.0.1", "lb_ips": {"my-overlay": "10.0.1.4"},
-         "namespaces": [
-           {"name": "mesh-node1",          # full netns name (use with `ip netns exec`)
-            "short": "host",               # host | ingress_sbox | 1-<netid10> | lb_<netid9> | <task name>
-            "role": "host",                # host | ingress_sbox | overlay | lb | task
-            "network": null,               # overlay/lb/ingress_sbox: the docker network it serves
-            "interfaces": [
-              {"name": "eth0", "kind": "veth", "mac": "00:1c:42:d3:37:0a", "mtu": 1500,
-               "addresses": ["10.211.55.10/24"],              # CIDR strings; VIPs appear as /32
-               "network": null,                               # docker network of this link
-               "peer": {"netns": "mesh-underlay", "iface": "vnode1"},   # veth peer, else null
-               "bridge": null,                                # master bridge in this netns, else null
-               "vxlan": {"vni": 4096, "port": 4789, "created_in": "mesh-node1"}  # vxlan links only
-              }, ...],
-            "task": null                   # task namespaces: {"name": "my-web.1", "service": "my-web",
-                                           #  "slot": 1, "task_id", "docker_name", "container_id",
-                                           #  "ips": {network: ip}, "ports": [80], "pid": 1234}
-           }, ...]
-        }, ...],
-      "underlay_namespaces": [<namespace objects with role "underlay" and "client">],
-      "services": [
-        {"name": "my-web", "id": "<25 chars>", "mode": "vip", "replicas": 3,
-         "networks": ["ingress", "my-overlay"],
-         "vips": {"ingress": "10.0.0.5", "my-overlay": "10.0.1.3"},
-         "fwmarks": {"node1": {"ingress": 258, "my-overlay": 257}, ...},   # per node, per network
-         "published": [{"published": 9090, "target": 80, "protocol": "tcp"}],
-         "target_ports": [80],
-         "backends": [{"task": "my-web.1", "node": "node1", "netns": "mesh-node1-<cid12>",
-                       "ip": "10.0.0.6", "mac": "02:42:0a:00:00:06",      # on the first network
-                       "ips": {"ingress": "10.0.0.6", "my-overlay": "10.0.1.7"}, "macs": {...},
-                       "container_id": "<64 hex>", "task_id": "<25 chars>", "alive": true}]},
-        ...],
-      "capture_points": [
-        {"point": "node1.ingress_sbox.eth1",   # = file stem of lab capture: <point>.pcap
-         "node": "node1", "namespace": "ingress_sbox", "netns": "mesh-node1-ingress_sbox",
-         "iface": "eth1", "role": "ingress_sbox", "network": "docker_gwbridge"}, ...],
-      "faults": [{"kind": "remove_snat", "args": {"node": "node1", "network": "ingress"}}, ...],
-      "spec": {...}                        # the LabSpec as plain data (LabSpec.from_dict() reads it back)
-    }
-
+only code that reads or writes the JSON. Schema ``meshpkt.lab.status/1``, key by key: docs/status-schema.md.
 Capture points, in path order: ``client.host.eth0``, ``underlay.host.br0``, then per node
-``<node>.host.eth0``, ``<node>.ingress_sbox.eth1``, ``<node>.ingress_sbox.eth0``,
-``<node>.1-<netid10>.br0``, ``<node>.1-<netid10>.vxlan0`` (one pair per overlay on the node),
-``<node>.lb_<netid9>.eth0``, and ``<node>.<task>.<iface>`` for every overlay interface of each task
-(``node2.my-web.2.eth0`` on ingress, ``node2.my-web.2.eth2`` on my-overlay).
+``<node>.host.eth0``, ``<node>.ingress_sbox.eth1``, ``<node>.ingress_sbox.eth0``, ``<node>.1-<netid10>.br0``,
+``<node>.1-<netid10>.vxlan0`` (one pair per overlay), ``<node>.lb_<netid9>.eth0``, and
+``<node>.<task>.<iface>`` for every overlay interface of each task.
 """
 
 from __future__ import annotations

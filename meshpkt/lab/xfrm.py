@@ -30,14 +30,18 @@ AEAD = "rfc4106(gcm(aes))"
 ICV_BITS = 64
 
 
-def build_spi(src: str, dst: str, tag: int) -> int:
-    """Docker's ``buildSPI``: FNV-1a 32 over src (16-byte form), the tag (big endian) and dst."""
+def fnv1a32(data: bytes) -> int:
+    """FNV-1a, 32 bits (Go's ``hash/fnv.New32a``)."""
     h = 0x811C9DC5
-    data = (ipaddress.IPv6Address(f"::ffff:{src}").packed + (tag & 0xFFFFFFFF).to_bytes(4, "big")
-            + ipaddress.IPv6Address(f"::ffff:{dst}").packed)
     for b in data:
         h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
     return h
+
+
+def build_spi(src: str, dst: str, tag: int) -> int:
+    """Docker's ``buildSPI``: FNV-1a 32 over src (``netip.Addr.As16``: IPv4-mapped), the tag (big endian), dst."""
+    return fnv1a32(ipaddress.IPv6Address(f"::ffff:{src}").packed + (tag & 0xFFFFFFFF).to_bytes(4, "big")
+                   + ipaddress.IPv6Address(f"::ffff:{dst}").packed)
 
 
 def encrypted_mtu(mtu: int) -> int:

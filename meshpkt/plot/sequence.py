@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from meshpkt.errors import UsageError
+from meshpkt.mesh.model import parse_point
+from meshpkt.mesh.proto import proto_name
 from meshpkt.plot.style import (
     CLIENT_FILL,
     NODE_FILLS,
@@ -34,6 +36,7 @@ from meshpkt.plot.style import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from meshpkt.flows import Analysis
@@ -204,12 +207,8 @@ def _markers(translations: Any, hop_to_lane: dict[int, int], lanes: list[Lane]) 
     return out
 
 
-def sequence_model(analysis: Analysis, conn_id: int, *, max_packets: int = 40) -> SequenceModel:
-    """The plain-data content of the sequence diagram of connection ``conn_id``."""
-    import numpy as np
-
-    from meshpkt.flows.view import transport_view
-
+def _connection(analysis: Analysis, conn_id: int) -> tuple[Any, Any]:
+    """The connection's row and its hops (in path order); UsageError when there is nothing to draw."""
     conns = analysis.connections
     if conns is None or len(conns) == 0:
         raise UsageError("nothing to draw: no connection was found in the captures")
@@ -217,60 +216,94 @@ def sequence_model(analysis: Analysis, conn_id: int, *, max_packets: int = 40) -
     if sel.empty:
         ids = sorted(int(c) for c in conns["conn_id"])
         raise UsageError(f"no connection {conn_id} (there are {len(ids)}: ids {ids[0]}..{ids[-1]})")
-    conn = sel.iloc[0]
     hops = analysis.hops[analysis.hops["conn_id"] == conn_id].sort_values("hop")
     if hops.empty:
         raise UsageError(f"nothing to draw: connection {conn_id} has no hops")
-    lanes = _lanes(hops)
-    hop_to_lane = {int(h): k for k, h in enumerate(hops["hop"])}
+    return sel.iloc[0], hops
 
+
+def _ghost_lane(analysis: Analysis, conn: Any, lanes: list[Lane]) -> None:
+    """The point where the connection should have been seen next (``missing_at``), as a lane."""
     missing = _nullable_str(conn.get("missing_at"))
-    bwd_seen = int(hops["bwd_packets"].sum()) > 0
     if missing and missing not in {ln.point for ln in lanes}:
-        from meshpkt.flows.topology import parse_point
-
         info = analysis.topology.point(missing) if analysis.topology is not None else parse_point(missing)
-        lanes.append(Lane(point=missing, node=info.node, role=info.role, encapsulated=False, ghost=True))
+        lanes.append(Lane(point=missing, node=info.node, role=str(info.role), encapsulated=False, ghost=True))
 
-    # which lane (and direction) each packet of the connection belongs to
-    key_to_lane: dict[tuple[str, bool, int, int, int, int], tuple[int, bool]] = {}
+
+LaneKey = tuple[str, bool, int, int, int, int]
+
+
+def _lane_keys(hops: Any) -> dict[LaneKey, tuple[int, bool]]:
+    """(point, encapsulated, src, sport, dst, dport) -> (lane, forward) for both directions of every hop."""
+    out: dict[LaneKey, tuple[int, bool]] = {}
     for k, h in enumerate(hops.itertuples()):
         enc = _nullable_int(h.vni) is not None
         a, ap, b, bp = int(h.src_ip), int(h.sport), int(h.dst_ip), int(h.dport)
-        key_to_lane.setdefault((str(h.point), enc, a, ap, b, bp), (k, True))
-        key_to_lane.setdefault((str(h.point), enc, b, bp, a, ap), (k, False))
+        out.setdefault((str(h.point), enc, a, ap, b, bp), (k, True))
+        out.setdefault((str(h.point), enc, b, bp, a, ap), (k, False))
+    return out
 
-    pk = analysis.packets
-    pk = pk[(pk["conn_id"] == conn_id).fillna(False).to_numpy(dtype=bool)]
-    tv = transport_view(pk)
-    if "ts_corr_ns" in pk.columns:
-        ts = pk["ts_corr_ns"].astype("Int64").fillna(pk["ts_ns"]).to_numpy(dtype=np.int64)
+
+_INVARIANTS = ("tcp_seq", "tcp_ack", "tcp_flags", "tcp_tsval", "ip_id", "payload_len", "icmp_type", "icmp_code")
+
+
+@dataclass
+class _Observations:
+    """The connection's packets grouped by their NAT-invariant fields: one group per logical packet."""
+
+    groups: dict[tuple[int, ...], list[tuple[int, int]]] = field(default_factory=dict)  # -> [(lane, ts)]
+    meta: dict[tuple[int, ...], tuple[int, int, int, int, int]] = field(default_factory=dict)  # -> label fields
+    unmatched: int = 0
+
+
+def _observations(analysis: Analysis, conn_id: int, keys: dict[LaneKey, tuple[int, bool]]) -> _Observations:
+    import numpy as np
+
+    from meshpkt.flows.view import transport_view
+
+    packets = analysis.packets
+    packets = packets[(packets["conn_id"] == conn_id).fillna(False).to_numpy(dtype=bool)]
+    view = transport_view(packets)
+    if "ts_corr_ns" in packets.columns:
+        ts = packets["ts_corr_ns"].astype("Int64").fillna(packets["ts_ns"]).to_numpy(dtype=np.int64)
     else:
-        ts = pk["ts_ns"].to_numpy(dtype=np.int64)
-    points = pk["point"].astype(str).to_numpy()
-    enc = tv["enc"].to_numpy()
-    src, sport, dst, dport = (tv[c].to_numpy().astype(np.int64) for c in ("src", "sport", "dst", "dport"))
-    proto = tv["proto"].to_numpy().astype(np.int64)
-    inv = {c: pk[c].to_numpy().astype(np.int64) for c in ("tcp_seq", "tcp_ack", "tcp_flags", "tcp_tsval", "ip_id",
-                                                          "payload_len", "icmp_type", "icmp_code")}
-    phash = pk["payload_hash"].to_numpy().astype(np.uint64)
-
-    groups: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
-    meta: dict[tuple[Any, ...], tuple[int, int, int, int, int]] = {}
-    unmatched = 0
+        ts = packets["ts_ns"].to_numpy(dtype=np.int64)
+    points = packets["point"].astype(str).to_numpy()
+    enc = view["enc"].to_numpy()
+    src, sport, dst, dport = (view[c].to_numpy().astype(np.int64) for c in ("src", "sport", "dst", "dport"))
+    proto = view["proto"].to_numpy().astype(np.int64)
+    inv = {c: packets[c].to_numpy().astype(np.int64) for c in _INVARIANTS}
+    phash = packets["payload_hash"].to_numpy().astype(np.uint64)
+    obs = _Observations()
     for r in np.argsort(ts, kind="stable"):
-        hit = key_to_lane.get((points[r], bool(enc[r]), int(src[r]), int(sport[r]), int(dst[r]), int(dport[r])))
+        hit = keys.get((points[r], bool(enc[r]), int(src[r]), int(sport[r]), int(dst[r]), int(dport[r])))
         if hit is None:
-            unmatched += 1
+            obs.unmatched += 1
             continue
         lane, fwd = hit
-        key = (fwd, int(inv["tcp_seq"][r]), int(inv["tcp_ack"][r]), int(inv["tcp_flags"][r]),
-               int(inv["tcp_tsval"][r]), int(inv["ip_id"][r]), int(inv["payload_len"][r]), int(phash[r]),
-               int(inv["icmp_type"][r]), int(inv["icmp_code"][r]))
-        groups.setdefault(key, []).append((lane, int(ts[r])))
-        meta.setdefault(key, (int(proto[r]), int(inv["tcp_flags"][r]), int(inv["payload_len"][r]),
-                              int(inv["icmp_type"][r]), int(inv["icmp_code"][r])))
+        f = {c: int(inv[c][r]) for c in _INVARIANTS}
+        key = (int(fwd), f["tcp_seq"], f["tcp_ack"], f["tcp_flags"], f["tcp_tsval"], f["ip_id"], f["payload_len"],
+               int(phash[r]), f["icmp_type"], f["icmp_code"])
+        obs.groups.setdefault(key, []).append((lane, int(ts[r])))
+        obs.meta.setdefault(key, (int(proto[r]), f["tcp_flags"], f["payload_len"], f["icmp_type"], f["icmp_code"]))
+    return obs
 
+
+def _split_duplicates(obs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """Same fields seen twice at one lane = another packet (e.g. a duplicate)."""
+    split: list[list[tuple[int, int]]] = []
+    for lane, t in obs:
+        for ch in split:
+            if all(lane != lane2 for lane2, _ in ch):
+                ch.append((lane, t))
+                break
+        else:
+            split.append([(lane, t)])
+    return split
+
+
+def _chains(obs: _Observations, lanes: list[Lane], conn: Any, bwd_seen: bool) -> list[PacketChain]:
+    """One chain per logical packet, in time order, with where it ended and whether it was lost there."""
     # where a request should end: the ghost lane if the connection died before a point, else the backend's
     # task lane (later lanes can be flooded copies), else the last lane seen
     task_lanes = [k for k, ln in enumerate(lanes) if ln.role == "task" and not ln.ghost]
@@ -278,32 +311,23 @@ def sequence_model(analysis: Analysis, conn_id: int, *, max_packets: int = 40) -
     # without a task lane or a reply, requests that got as far as anything was seen died there too
     dead_end = not lanes[-1].ghost and not task_lanes and not bwd_seen and conn.get("verdict") != "ok"
     chains: list[PacketChain] = []
-    for key, obs in groups.items():
+    for key, seen in obs.groups.items():
         fwd = bool(key[0])
-        split: list[list[tuple[int, int]]] = []
-        for lane, t in obs:  # same fields seen twice at one lane = another packet (e.g. a duplicate)
-            for ch in split:
-                if all(lane != lane2 for lane2, _ in ch):
-                    ch.append((lane, t))
-                    break
-            else:
-                split.append([(lane, t)])
-        for ch in split:
+        for ch in _split_duplicates(seen):
             ch.sort(key=lambda o: o[0] if fwd else -o[0])
             lanes_ch = [o[0] for o in ch]
             end = lanes_ch[-1]
-            if fwd:
-                lost = end < dest or (dead_end and end == dest)
-            else:
-                lost = end > 0
-            chains.append(PacketChain(fwd, _packet_label(*meta[key]), lanes_ch, [o[1] for o in ch], lost,
+            lost = (end < dest or (dead_end and end == dest)) if fwd else end > 0
+            chains.append(PacketChain(fwd, _packet_label(*obs.meta[key]), lanes_ch, [o[1] for o in ch], lost,
                                       seq=(key[1], key[3], key[6])))
     chains.sort(key=lambda c: (c.first_ns, not c.forward))
     _mark_retransmissions(chains)
+    return chains
 
-    t0 = min((c.first_ns for c in chains), default=int(conn["first_ts_ns"]))
-    proto_name = {6: "TCP", 17: "UDP", 1: "ICMP"}.get(int(conn["proto"]), str(conn["proto"]))
-    title = f"Connection {conn_id} · {proto_name} · {conn['status']}"
+
+def _titles(conn: Any, conn_id: int) -> tuple[str, str]:
+    proto = int(conn["proto"])
+    title = f"Connection {conn_id} · {proto_name(proto).upper()} · {conn['status']}"
     backend = _nullable_str(conn.get("backend"))
     btask = _nullable_str(conn.get("backend_task"))
     bnode = _nullable_str(conn.get("backend_node"))
@@ -312,13 +336,24 @@ def sequence_model(analysis: Analysis, conn_id: int, *, max_packets: int = 40) -
     if backend:
         where = " on ".join(x for x in (btask, bnode) if x)
         parts.append(f"backend {backend}" + (f" ({where})" if where else ""))
-    subtitle = "  →  ".join(parts)
+    return title, "  →  ".join(parts)
+
+
+def sequence_model(analysis: Analysis, conn_id: int, *, max_packets: int = 40) -> SequenceModel:
+    """The plain-data content of the sequence diagram of connection ``conn_id``."""
+    conn, hops = _connection(analysis, conn_id)
+    lanes = _lanes(hops)
+    hop_to_lane = {int(h): k for k, h in enumerate(hops["hop"])}
+    _ghost_lane(analysis, conn, lanes)
+    obs = _observations(analysis, conn_id, _lane_keys(hops))
+    chains = _chains(obs, lanes, conn, bwd_seen=int(hops["bwd_packets"].sum()) > 0)
+    t0 = min((c.first_ns for c in chains), default=int(conn["first_ts_ns"]))
+    title, subtitle = _titles(conn, conn_id)
     verdict = str(conn.get("verdict") or "")
+    markers = _markers(analysis.translations[analysis.translations["conn_id"] == conn_id], hop_to_lane, lanes)
     return SequenceModel(conn_id=int(conn_id), title=title, subtitle=subtitle,
-                         verdict="" if verdict == "ok" else verdict, lanes=lanes,
-                         packets=chains[:max_packets], markers=_markers(
-                             analysis.translations[analysis.translations["conn_id"] == conn_id], hop_to_lane, lanes),
-                         omitted=chains[max_packets:], unmatched=unmatched, t0_ns=t0)
+                         verdict="" if verdict == "ok" else verdict, lanes=lanes, packets=chains[:max_packets],
+                         markers=markers, omitted=chains[max_packets:], unmatched=obs.unmatched, t0_ns=t0)
 
 
 def _mark_retransmissions(chains: list[PacketChain]) -> None:
@@ -427,161 +462,190 @@ def sequence_diagram(analysis: Analysis, conn_id: int, *, max_packets: int = 40)
     return draw_sequence(model)
 
 
-def draw_sequence(model: SequenceModel) -> Figure:
-    """Draw a :class:`SequenceModel` (see :func:`sequence_diagram`)."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+@dataclass
+class _Layout:
+    """Positions (inches) of every block of the diagram, computed from measured text before drawing."""
 
-    lanes = model.lanes
-    n = len(lanes)
-    head = [_lane_lines(ln) for ln in lanes]
-    tuples = [_tuple_text(ln) for ln in lanes]
+    head: list[tuple[str, str, str]]
+    tuples: list[str]
+    labels: list[str]
+    times: list[str]
+    lane_w: float = 0.0
+    x0: float = 0.0
+    xs: list[float] = field(default_factory=list)
+    width: float = 0.0
+    height: float = 0.0
+    title_y: float = 0.18
+    sub: str = ""
+    sub_y: float = 0.0
+    verdict: str = ""
+    verdict_y: float = 0.0
+    head_h: float = 0.0
+    head_top: float = 0.0
+    tup_top: float = 0.0
+    badge_texts: list[str] = field(default_factory=list)
+    badge_sizes: list[tuple[float, float]] = field(default_factory=list)
+    badge_x: list[float] = field(default_factory=list)
+    badge_rows: list[int] = field(default_factory=list)
+    badge_row_h: float = 0.0
+    badge_top: float = 0.0
+    rows_top: float = 0.0
+    bottom: float = 0.0
+    note: str = ""
+    note_y: float = 0.0
+    legend_items: list[tuple[str, str]] = field(default_factory=list)
+    legend_y: float = 0.0
+
+
+def _measure_lanes(model: SequenceModel) -> _Layout:
+    """Lane width and x positions, from the widest header, 5-tuple, packet label and time label."""
+    lay = _Layout(head=[_lane_lines(ln) for ln in model.lanes], tuples=[_tuple_text(ln) for ln in model.lanes],
+                  labels=[c.label + (" (retrans.)" if c.retransmission else "") for c in model.packets],
+                  times=[_fmt_time(c.first_ns - model.t0_ns) for c in model.packets])
     head_w = max(max(text_size(a, SIZE_TEXT, "bold")[0], text_size(b, SIZE_TEXT)[0],
-                     text_size(c, SIZE_SMALL, style="italic")[0]) for a, b, c in head)
-    tup_w = max(text_size(t, SIZE_SMALL)[0] for t in tuples)
+                     text_size(c, SIZE_SMALL, style="italic")[0]) for a, b, c in lay.head)
+    tup_w = max(text_size(t, SIZE_SMALL)[0] for t in lay.tuples)
     lane_w = max(1.85, head_w + 2 * PAD + 0.15, tup_w + 0.25)
-    labels = [c.label + (" (retrans.)" if c.retransmission else "") for c in model.packets]
-    label_w = max((text_size(lb, SIZE_SMALL)[0] for lb in labels), default=0.0)
-    lane_w = max(lane_w, min(label_w + 0.35, 2.6))
-    times = [_fmt_time(c.first_ns - model.t0_ns) for c in model.packets]
-    time_w = max((text_size(t, SIZE_SMALL)[0] for t in times), default=0.5)
-    x0 = max(lane_w / 2 + 0.15, time_w + 0.35)
-    xs = [x0 + k * lane_w for k in range(n)]
-    width = xs[-1] + lane_w / 2 + 0.25
+    label_w = max((text_size(lb, SIZE_SMALL)[0] for lb in lay.labels), default=0.0)
+    lay.lane_w = max(lane_w, min(label_w + 0.35, 2.6))
+    time_w = max((text_size(t, SIZE_SMALL)[0] for t in lay.times), default=0.5)
+    lay.x0 = max(lay.lane_w / 2 + 0.15, time_w + 0.35)
+    lay.xs = [lay.x0 + k * lay.lane_w for k in range(len(model.lanes))]
+    lay.width = lay.xs[-1] + lay.lane_w / 2 + 0.25
+    return lay
 
-    # title block (wrapped to the width)
-    title = model.title
-    sub = _wrap_to(model.subtitle, width - 0.4, SIZE_TEXT)
-    verdict = _wrap_to(model.verdict, width - 0.4, SIZE_TEXT)
-    y = 0.18
-    title_y = y
-    y += line_height(SIZE_TITLE) + 0.04
-    sub_y = y
-    y += text_size(sub, SIZE_TEXT)[1]
-    verdict_y = y
-    if verdict:
-        y += text_size(verdict, SIZE_TEXT)[1]
+
+def _layout_top(lay: _Layout, model: SequenceModel) -> float:
+    """Title block (wrapped to the width), lane headers, 5-tuples and translation badges; returns the y below."""
+    lay.sub = _wrap_to(model.subtitle, lay.width - 0.4, SIZE_TEXT)
+    lay.verdict = _wrap_to(model.verdict, lay.width - 0.4, SIZE_TEXT)
+    y = lay.title_y + line_height(SIZE_TITLE) + 0.04
+    lay.sub_y = y
+    y += text_size(lay.sub, SIZE_TEXT)[1]
+    lay.verdict_y = y
+    if lay.verdict:
+        y += text_size(lay.verdict, SIZE_TEXT)[1]
     y += 0.18
-
-    # lane headers
-    head_h = line_height(SIZE_TEXT) * 2 + line_height(SIZE_SMALL) + 2 * 0.06
-    head_top = y
-    y += head_h + 0.08
-    tup_top = y
-    y += max(text_size(t, SIZE_SMALL)[1] for t in tuples) + 0.12
-
+    lay.head_h = line_height(SIZE_TEXT) * 2 + line_height(SIZE_SMALL) + 2 * 0.06
+    lay.head_top = y
+    y += lay.head_h + 0.08
+    lay.tup_top = y
+    y += max(text_size(t, SIZE_SMALL)[1] for t in lay.tuples) + 0.12
     # translation badges, packed in rows so none overlaps another
-    badge_texts = [f"{m.title}\n{m.detail}" if m.detail else m.title for m in model.markers]
-    badge_sizes = [text_size(b, SIZE_SMALL) for b in badge_texts]
-    badge_x = [(xs[m.lane_from] + xs[m.lane_to]) / 2 for m in model.markers]
-    badge_rows = _pack_rows([(x, w + 0.16) for x, (w, _) in zip(badge_x, badge_sizes, strict=True)], 0.1)
-    n_badge_rows = max(badge_rows, default=-1) + 1
-    badge_row_h = max((h for _, h in badge_sizes), default=0.0) + 0.16
-    badge_top = y
-    y += n_badge_rows * badge_row_h + (0.1 if n_badge_rows else 0)
+    lay.badge_texts = [f"{m.title}\n{m.detail}" if m.detail else m.title for m in model.markers]
+    lay.badge_sizes = [text_size(b, SIZE_SMALL) for b in lay.badge_texts]
+    lay.badge_x = [(lay.xs[m.lane_from] + lay.xs[m.lane_to]) / 2 for m in model.markers]
+    lay.badge_rows = _pack_rows([(x, w + 0.16) for x, (w, _) in zip(lay.badge_x, lay.badge_sizes, strict=True)], 0.1)
+    n_rows = max(lay.badge_rows, default=-1) + 1
+    lay.badge_row_h = max((h for _, h in lay.badge_sizes), default=0.0) + 0.16
+    lay.badge_top = y
+    return y + n_rows * lay.badge_row_h + (0.1 if n_rows else 0)
 
-    rows_top = y + 0.12
-    y = rows_top + max(len(model.packets), 1) * ROW_H
-    note = _note(model)
-    note_w = width - 0.4
-    note = _wrap_to(note, note_w, SIZE_TEXT)
-    note_y = y + 0.08
-    if note:
-        y = note_y + text_size(note, SIZE_TEXT)[1] + 0.1
-    legend_items = [("fwd", "request (client → backend)"), ("bwd", "reply"),
-                    ("dot", "seen at this capture point")]
+
+def _layout(model: SequenceModel) -> _Layout:
+    lay = _measure_lanes(model)
+    lay.rows_top = _layout_top(lay, model) + 0.12
+    y = lay.bottom = lay.rows_top + max(len(model.packets), 1) * ROW_H
+    lay.note = _wrap_to(_note(model), lay.width - 0.4, SIZE_TEXT)
+    lay.note_y = y + 0.08
+    if lay.note:
+        y = lay.note_y + text_size(lay.note, SIZE_TEXT)[1] + 0.1
+    lay.legend_items = [("fwd", "request (client → backend)"), ("bwd", "reply"), ("dot", "seen at this capture point")]
     if any(c.lost for c in model.packets + model.omitted):
-        legend_items.append(("lost", "lost: last seen here"))
-    legend_y = y + 0.2
-    height = legend_y + 0.3
-
+        lay.legend_items.append(("lost", "lost: last seen here"))
+    lay.legend_y = y + 0.2
+    lay.height = lay.legend_y + 0.3
     # the legend may need more width than the lanes
-    legend_w = sum(text_size(t, SIZE_SMALL)[0] + 0.78 for _, t in legend_items) + 0.2
-    width = max(width, legend_w + 0.3, text_size(title, SIZE_TITLE, "bold")[0] + 0.5)
+    legend_w = sum(text_size(t, SIZE_SMALL)[0] + 0.78 for _, t in lay.legend_items) + 0.2
+    lay.width = max(lay.width, legend_w + 0.3, text_size(model.title, SIZE_TITLE, "bold")[0] + 0.5)
+    return lay
 
-    fig = new_figure(width, height)
-    ax = inch_axes(fig)
 
-    ax.text(0.2, title_y, title, size=SIZE_TITLE, weight="bold", va="top", ha="left", gid="title")
-    ax.text(0.2, sub_y, sub, size=SIZE_TEXT, va="top", ha="left", gid="title")
-    if verdict:
-        ax.text(0.2, verdict_y, verdict, size=SIZE_TEXT, va="top", ha="left", color=LOST_COLOR, gid="title")
+def _draw_lanes(ax: Axes, lay: _Layout, model: SequenceModel) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import FancyBboxPatch
 
-    node_fill = _node_fills(lanes)
-    bottom = rows_top + max(len(model.packets), 1) * ROW_H
-    for k, (ln, (h_node, h_ns, h_role)) in enumerate(zip(lanes, head, strict=True)):
-        x = xs[k]
-        box_w = lane_w - 2 * 0.09
-        ax.add_patch(FancyBboxPatch((x - box_w / 2, head_top), box_w, head_h,
+    node_fill = _node_fills(model.lanes)
+    for k, (ln, (h_node, h_ns, h_role)) in enumerate(zip(model.lanes, lay.head, strict=True)):
+        x, box_w = lay.xs[k], lay.lane_w - 2 * 0.09
+        ax.add_patch(FancyBboxPatch((x - box_w / 2, lay.head_top), box_w, lay.head_h,
                                     boxstyle="round,pad=0,rounding_size=0.06", linewidth=1.0,
                                     linestyle="--" if ln.ghost else "-",
                                     edgecolor=OKABE_ITO["sky"] if ln.encapsulated else "#555555",
                                     facecolor="white" if ln.ghost else node_fill.get(ln.node, CLIENT_FILL),
                                     gid="lane-header", zorder=2))
-        ty = head_top + 0.06
+        ty = lay.head_top + 0.06
         ax.text(x, ty, h_node, size=SIZE_TEXT, weight="bold", ha="center", va="top", gid="lane-header", zorder=3)
         ax.text(x, ty + line_height(SIZE_TEXT), h_ns, size=SIZE_TEXT, ha="center", va="top", gid="lane-header",
                 zorder=3)
         ax.text(x, ty + 2 * line_height(SIZE_TEXT), h_role, size=SIZE_SMALL, style="italic", ha="center", va="top",
                 color="#333333", gid="lane-header", zorder=3)
-        ax.text(x, tup_top, tuples[k], size=SIZE_SMALL, ha="center", va="top", color="#222222",
+        ax.text(x, lay.tup_top, lay.tuples[k], size=SIZE_SMALL, ha="center", va="top", color="#222222",
                 gid="lane-tuple", zorder=3)
-        ax.add_line(Line2D([x, x], [tup_top + text_size(tuples[k], SIZE_SMALL)[1] + 0.04, bottom],
+        ax.add_line(Line2D([x, x], [lay.tup_top + text_size(lay.tuples[k], SIZE_SMALL)[1] + 0.04, lay.bottom],
                            color=OKABE_ITO["sky"] if ln.encapsulated else "#9a9a9a",
                            linewidth=2.2 if ln.encapsulated else 1.0,
                            linestyle=(0, (4, 3)) if ln.ghost else "-", zorder=1, gid="lane"))
 
-    for m, text, (_, h), bx, row in zip(model.markers, badge_texts, badge_sizes, badge_x, badge_rows,
-                                        strict=True):
+
+def _draw_markers(ax: Axes, lay: _Layout, model: SequenceModel) -> None:
+    from matplotlib.patches import Rectangle
+
+    xs = lay.xs
+    for m, text, (_, h), bx, row in zip(model.markers, lay.badge_texts, lay.badge_sizes, lay.badge_x,
+                                        lay.badge_rows, strict=True):
         _, color = TRANSLATION_STYLE.get(m.kind, ("", OKABE_ITO["black"]))
-        by = badge_top + row * badge_row_h
+        by = lay.badge_top + row * lay.badge_row_h
         ax.text(bx, by + 0.08, text, size=SIZE_SMALL, ha="center", va="top", gid="translation", zorder=4,
-                bbox=dict(boxstyle="round,pad=0.3", facecolor="white", edgecolor=color, linewidth=1.4))
+                bbox={"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": color, "linewidth": 1.4})
         # the band where it happens: between the two lanes (on the lane for REDIRECT)
         if m.lane_from == m.lane_to:
             bx0, bw = xs[m.lane_from] - 0.12, 0.24
         else:
             bx0, bw = xs[m.lane_from] + 0.1, xs[m.lane_to] - xs[m.lane_from] - 0.2
-        ax.add_patch(Rectangle((bx0, by + h + 0.12), bw, bottom - (by + h + 0.12), facecolor=color, alpha=0.10,
+        ax.add_patch(Rectangle((bx0, by + h + 0.12), bw, lay.bottom - (by + h + 0.12), facecolor=color, alpha=0.10,
                                edgecolor="none", zorder=0, gid="translation-band"))
 
-    step = DROP / max(n - 1, 1)
-    for r, (c, label, tlabel) in enumerate(zip(model.packets, labels, times, strict=True)):
-        ry = rows_top + r * ROW_H + 0.2
-        color = FWD_COLOR if c.forward else BWD_COLOR
-        start = c.lanes[0]
-        pts = [(xs[ln], ry + abs(ln - start) * step) for ln in c.lanes]
-        for (xa, ya), (xb, yb) in zip(pts, pts[1:], strict=False):
-            ax.add_patch(FancyArrowPatch((xa, ya), (xb, yb), arrowstyle="-|>", mutation_scale=10, linewidth=1.4,
-                                         color=color, shrinkA=2, shrinkB=3, zorder=3, gid="packet-arrow"))
-        ax.add_line(Line2D([p[0] for p in pts], [p[1] for p in pts], linestyle="none", marker="o", markersize=3.6,
-                           color=color, zorder=4, gid="packet-seen"))
-        if c.lost:
-            xe, ye = pts[-1]
-            nxt = c.lanes[-1] + (1 if c.forward else -1)
-            if 0 <= nxt < n:
-                xn = (xe + xs[nxt]) / 2
-                ax.add_line(Line2D([xe, xn], [ye, ye + step / 2], linestyle=(0, (1.5, 2.5)), color=color,
-                                   linewidth=1.2, zorder=3, gid="lost-stub"))
-            ax.add_line(Line2D([xe], [ye], linestyle="none", marker="X", markersize=12, color=LOST_COLOR,
-                               markeredgecolor="black", markeredgewidth=0.7, zorder=5, gid="lost"))
-        # the label sits above the first arrow, on the side the packet travels to (a packet seen only at
-        # the first or last lane would otherwise push its label into the time column or off the figure)
-        rightward = c.forward if 0 < start < n - 1 else start == 0
-        lx = xs[start] + (0.1 if rightward else -0.1)
-        ax.text(lx, ry - 0.05, label, size=SIZE_SMALL, ha="left" if rightward else "right", va="bottom",
-                color="black", gid="packet-label", zorder=5)
-        ax.text(x0 - 0.2, ry, tlabel, size=SIZE_SMALL, ha="right", va="center", color="#444444",
-                gid="time-label", zorder=5)
-    if not model.packets:
-        ax.text(xs[0] + 0.1, rows_top + 0.2, "no packet of this connection could be placed on a hop",
-                size=SIZE_TEXT, va="center", ha="left", gid="note")
-    if note:
-        ax.text(0.2, note_y, note, size=SIZE_TEXT, ha="left", va="top", style="italic", gid="note")
 
-    lx = 0.2
-    for kind, text in legend_items:
-        ly = legend_y
+def _draw_packet(ax: Axes, lay: _Layout, n: int, row: int, c: PacketChain, label: str, tlabel: str) -> None:
+    """One packet: arrows across the lanes where it was seen, dots, a cross where it was lost, labels."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import FancyArrowPatch
+
+    xs, step = lay.xs, DROP / max(n - 1, 1)
+    ry = lay.rows_top + row * ROW_H + 0.2
+    color = FWD_COLOR if c.forward else BWD_COLOR
+    start = c.lanes[0]
+    pts = [(xs[ln], ry + abs(ln - start) * step) for ln in c.lanes]
+    for (xa, ya), (xb, yb) in zip(pts, pts[1:], strict=False):
+        ax.add_patch(FancyArrowPatch((xa, ya), (xb, yb), arrowstyle="-|>", mutation_scale=10, linewidth=1.4,
+                                     color=color, shrinkA=2, shrinkB=3, zorder=3, gid="packet-arrow"))
+    ax.add_line(Line2D([p[0] for p in pts], [p[1] for p in pts], linestyle="none", marker="o", markersize=3.6,
+                       color=color, zorder=4, gid="packet-seen"))
+    if c.lost:
+        xe, ye = pts[-1]
+        nxt = c.lanes[-1] + (1 if c.forward else -1)
+        if 0 <= nxt < n:
+            ax.add_line(Line2D([xe, (xe + xs[nxt]) / 2], [ye, ye + step / 2], linestyle=(0, (1.5, 2.5)), color=color,
+                               linewidth=1.2, zorder=3, gid="lost-stub"))
+        ax.add_line(Line2D([xe], [ye], linestyle="none", marker="X", markersize=12, color=LOST_COLOR,
+                           markeredgecolor="black", markeredgewidth=0.7, zorder=5, gid="lost"))
+    # the label sits above the first arrow, on the side the packet travels to (a packet seen only at
+    # the first or last lane would otherwise push its label into the time column or off the figure)
+    rightward = c.forward if 0 < start < n - 1 else start == 0
+    lx = xs[start] + (0.1 if rightward else -0.1)
+    ax.text(lx, ry - 0.05, label, size=SIZE_SMALL, ha="left" if rightward else "right", va="bottom",
+            color="black", gid="packet-label", zorder=5)
+    ax.text(lay.x0 - 0.2, ry, tlabel, size=SIZE_SMALL, ha="right", va="center", color="#444444",
+            gid="time-label", zorder=5)
+
+
+def _draw_legend(ax: Axes, lay: _Layout) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import FancyArrowPatch
+
+    lx, ly = 0.2, lay.legend_y
+    for kind, text in lay.legend_items:
         if kind in ("fwd", "bwd"):
             ax.add_patch(FancyArrowPatch((lx, ly), (lx + 0.4, ly), arrowstyle="-|>", mutation_scale=10,
                                          linewidth=1.4, color=FWD_COLOR if kind == "fwd" else BWD_COLOR,
@@ -594,6 +658,27 @@ def draw_sequence(model: SequenceModel) -> Figure:
                                markeredgecolor="black", markeredgewidth=0.7, gid="legend"))
         ax.text(lx + 0.48, ly, text, size=SIZE_SMALL, ha="left", va="center", gid="legend")
         lx += 0.48 + text_size(text, SIZE_SMALL)[0] + 0.3
+
+
+def draw_sequence(model: SequenceModel) -> Figure:
+    """Draw a :class:`SequenceModel` (see :func:`sequence_diagram`)."""
+    lay = _layout(model)
+    fig = new_figure(lay.width, lay.height)
+    ax = inch_axes(fig)
+    ax.text(0.2, lay.title_y, model.title, size=SIZE_TITLE, weight="bold", va="top", ha="left", gid="title")
+    ax.text(0.2, lay.sub_y, lay.sub, size=SIZE_TEXT, va="top", ha="left", gid="title")
+    if lay.verdict:
+        ax.text(0.2, lay.verdict_y, lay.verdict, size=SIZE_TEXT, va="top", ha="left", color=LOST_COLOR, gid="title")
+    _draw_lanes(ax, lay, model)
+    _draw_markers(ax, lay, model)
+    for r, (c, label, tlabel) in enumerate(zip(model.packets, lay.labels, lay.times, strict=True)):
+        _draw_packet(ax, lay, len(model.lanes), r, c, label, tlabel)
+    if not model.packets:
+        ax.text(lay.xs[0] + 0.1, lay.rows_top + 0.2, "no packet of this connection could be placed on a hop",
+                size=SIZE_TEXT, va="center", ha="left", gid="note")
+    if lay.note:
+        ax.text(0.2, lay.note_y, lay.note, size=SIZE_TEXT, ha="left", va="top", style="italic", gid="note")
+    _draw_legend(ax, lay)
     return fig
 
 

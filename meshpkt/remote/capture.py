@@ -12,7 +12,6 @@ of file and stops its tcpdumps by itself. Then the rule dumps (:mod:`~meshpkt.re
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import threading
@@ -196,6 +195,24 @@ def plan_sessions(nodes: Sequence[NodeInfo], ports: Sequence[int], bpf: str | No
     return sessions
 
 
+def start_sessions(transport: Transport, sessions: Sequence[Session], out: Path, lim: Limits,
+                   problems: list[str]) -> None:
+    """Start every session and wait until each node reported its taps (problems appended)."""
+    for s in sessions:
+        _start(transport, s, out, lim)
+    _report_start(sessions, problems)
+
+
+def stop_sessions(sessions: Sequence[Session]) -> None:
+    """Stop every session (``stop``) and wait for the files to come back."""
+    _stop(sessions)
+
+
+def hang_up(sessions: Sequence[Session]) -> None:
+    """Close every session at once (the nodes stop their tcpdumps on end of file)."""
+    _hang_up(sessions)
+
+
 def _report_start(sessions: Sequence[Session], problems: list[str]) -> None:
     for s in sessions:
         if not s.ready.wait(60):
@@ -269,7 +286,9 @@ def _finish(res: CaptureResult, sessions: Sequence[Session], nodes: Sequence[Nod
         model = _model(root / "dumps")
     taps = [t for s in sessions for t in s.taps if t.point in s.files]
     doc = topology([n for n in nodes if not n.error], taps, model)
-    (root / "status.json").write_text(json.dumps(doc, indent=1) + "\n")
+    from meshpkt.mesh.status import load_status, write_status
+
+    write_status(load_status(doc), root / "status.json")  # through the typed mesh model
     res.status = str(root / "status.json")
 
 

@@ -73,9 +73,9 @@ while [ $# -ge 4 ]; do
   c=""; [ "$count" -gt 0 ] && c="-c $count"
   if [ "$ns" = - ]; then
     [ -n "$self" ] && flt="${flt:+($flt) and }$self"
-    tcpdump -i "$ifc" -U --immediate-mode -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} 2>"$dir/$name.err" </dev/null &
+    tcpdump -i "$ifc" -U --immediate-mode -B 4096 -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} 2>"$dir/$name.err" </dev/null &
   else
-    nsenter --net="$ns" tcpdump -i "$ifc" -U --immediate-mode -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} \
+    nsenter --net="$ns" tcpdump -i "$ifc" -U --immediate-mode -B 4096 -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} \
       2>"$dir/$name.err" </dev/null &
   fi
   pids="$pids $!"; echo "$! $name" >>"$dir/.taps"
@@ -176,3 +176,31 @@ def remote_command(script: str, args: Sequence[str] = ()) -> str:
     """The one command string handed to ssh: run ``script`` with ``args`` as root (or via ``sudo -n``)."""
     return " ".join(["sh", "-c", shlex.quote(WRAP), "meshpkt", shlex.quote(script),
                      *(shlex.quote(str(a)) for a in args)])
+
+
+WRITER = r"""
+import json, socket, sys, time
+job = json.load(sys.stdin)
+gap = float(job.get("gap", 0.05))
+socks, sent, errors = {}, [], {}
+for f in job["frames"]:
+    try:
+        s = socks.get(f["iface"])
+        if s is None:
+            s = socks[f["iface"]] = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            s.bind((f["iface"], 0))
+        s.send(bytes.fromhex(f["hex"]))
+        sent.append(f["id"])
+    except OSError as exc:
+        errors[f["id"]] = "%s: %s" % (type(exc).__name__, exc)
+    time.sleep(gap)
+print(json.dumps({"sent": sent, "errors": errors}))
+"""
+"""The frame writer run with the node's own python3 (stdlib only): one JSON job on stdin
+(``{"gap": s, "frames": [{"id", "iface", "hex"}]}``), one JSON result on stdout."""
+
+WRITE = PREAMBLE + r"""
+command -v python3 >/dev/null 2>&1 && python3 -c 'import socket' >/dev/null 2>&1 || { echo "@error no python3"; exit 3; }
+exec nsenter --net="$1" python3 -I -c "$2"
+"""
+"""Run :data:`WRITER` inside the namespace file ``$1`` (``$2`` is the writer's source)."""

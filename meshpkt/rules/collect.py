@@ -51,6 +51,8 @@ NS_COMMANDS: list[tuple[str, list[str]]] = [
     ("ip-addr.json", ["ip", "-j", "addr", "show"]),
     ("ip-route.txt", ["ip", "route", "show"]),
     ("ip-neigh.txt", ["ip", "neigh", "show"]),
+    ("ip-xfrm-state.txt", ["ip", "xfrm", "state"]),  # encrypted overlays (keys redacted on write)
+    ("ip-xfrm-policy.txt", ["ip", "xfrm", "policy"]),
 ]
 """(file name, command) dumped in every namespace."""
 
@@ -202,6 +204,8 @@ def _dump_one(target: NamespaceTarget, directory: Path, run: Runner, timeout: fl
                 ipvs_dead = True
             continue
         text = cp.stdout
+        if fname == "ip-xfrm-state.txt":
+            text = redact_xfrm_keys(text)
         if fname.startswith("iptables"):  # keep the tool's warnings (as `iptables-save 2>&1` shows them)
             warn = [ln for ln in cp.stderr.splitlines() if ln.lstrip().lower().startswith("# warning")]
             text = "".join(w + "\n" for w in warn) + text
@@ -213,6 +217,13 @@ def _dump_one(target: NamespaceTarget, directory: Path, run: Runner, timeout: fl
             "role_from": target.role_from, "commands": [asdict(r) for r in rep.results]}
     (directory / "namespace.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return rep
+
+
+def redact_xfrm_keys(text: str) -> str:
+    """``ip xfrm state`` output with the key material of ``aead``/``enc``/``auth``/``auth-trunc`` lines replaced."""
+    import re
+
+    return re.sub(r"^(\s*(?:aead|enc|auth|auth-trunc|comp) \S+ )0x[0-9a-fA-F]+", r"\1(redacted)", text, flags=re.M)
 
 
 def _docker(node_dir: Path, run: Runner, timeout: float, notes: list[str]) -> list[CommandResult]:

@@ -423,7 +423,8 @@ class _Explainer:
         head = f"FWM {lb.fwmark} {lb.scheduler}" if lb.fwmark is not None else lb.label()
         fwd = sorted({b.forward for b in lb.backends})
         self.parts.append(head)
-        self.parts.append("{" + ", ".join(str(b.addr) for b in lb.backends) + "}" + (f" {'/'.join(fwd)}" if fwd else ""))
+        self.parts.append("{" + ", ".join(str(b.addr) for b in lb.backends) + "}"
+                          + (f" {'/'.join(fwd)}" if fwd else ""))
         ev = lb.text.splitlines() if lb.kind == "ipvs" else []
         conns = [c.text for c in sbox.ipvs_conns
                  if c.virtual is not None and c.virtual[0] == self.sbox_addr and c.virtual[1] == self.port]
@@ -547,35 +548,35 @@ def _finish(model: MeshModel, to: str, node: Node, proto: str, port: int, client
 # ---------------------------------------------------------------------- model-wide checks
 
 
-def check(model: MeshModel) -> list[Finding]:
-    """Inconsistencies of the whole model: published port without MARK, fwmark without LB service,
-    unreachable backends, VNI mismatches, tasks without REDIRECT, SNAT missing, fwmarks differing
-    across nodes (info), unparsed dump lines (info)."""
+def _check_marks(model: MeshModel) -> list[Finding]:
+    """Published ports without MARK, fwmarks without a load-balancer service."""
     out: list[Finding] = []
     marks = model.marks()
     for pp in model.published_ports():
-        node = model.nodes[pp.node]
-        sbox = _sbox_of(node, pp.to_addr)
+        sbox = _sbox_of(model.nodes[pp.node], pp.to_addr)
         if sbox is None:
             out.append(Finding("info", "not-dumped", f"ingress_sbox of {pp.node} not dumped (published {pp.proto}/"
                                f"{pp.port})", pp.node))
             continue
-        has = [m for m in marks if m.node == pp.node and m.namespace == sbox.name and m.port == pp.to_port
-               and (m.proto in (None, pp.proto))]
-        if not has:
-            dumped = sbox.has_table("mangle") or any(" " in t for t in sbox.tables())
-            out.append(Finding("error" if dumped else "info", "no-mark" if dumped else "not-dumped",
-                               f"published port {pp.proto}/{pp.port} has no MARK rule in {sbox.name} mangle "
-                               f"PREROUTING on {pp.node}" if dumped else
-                               f"mangle table of {pp.node}/{sbox.name} not dumped", pp.node, sbox.name,
-                               pp.rule.text))
+        if any(m.node == pp.node and m.namespace == sbox.name and m.port == pp.to_port and m.proto in (None, pp.proto)
+               for m in marks):
+            continue
+        dumped = sbox.has_table("mangle") or any(" " in t for t in sbox.tables())
+        out.append(Finding("error" if dumped else "info", "no-mark" if dumped else "not-dumped",
+                           f"published port {pp.proto}/{pp.port} has no MARK rule in {sbox.name} mangle "
+                           f"PREROUTING on {pp.node}" if dumped else
+                           f"mangle table of {pp.node}/{sbox.name} not dumped", pp.node, sbox.name, pp.rule.text))
     for m in marks:
         ns = model.nodes[m.node].namespaces[m.namespace]
-        if any(s.fwmark == m.fwmark for s in ns.lb_services()):
-            continue
-        if ns.has_lb_dump():
+        if not any(s.fwmark == m.fwmark for s in ns.lb_services()) and ns.has_lb_dump():
             out.append(Finding("error", "no-lb-service", f"fwmark {m.fwmark:#x} ({m.fwmark}) has no IPVS/nft service "
                                f"in {m.namespace} on {m.node}", m.node, m.namespace, m.rule.text))
+    return out
+
+
+def _check_balancers(model: MeshModel) -> list[Finding]:
+    """Backends no fdb/neighbour entry reaches; balancing namespaces without SNAT."""
+    out: list[Finding] = []
     for s in model.lb_services():
         for b in s.backends:
             if reach(model, s.node, b.addr) is None:
@@ -585,6 +586,12 @@ def check(model: MeshModel) -> list[Finding]:
         if ns.has_table("nat") and not any(r.target in ("SNAT", "MASQUERADE") for r in ns.rules()):
             out.append(Finding("error", "no-snat", f"{s.namespace} on {s.node} balances {s.label()} but has no SNAT "
                                "rule in nat POSTROUTING", s.node, s.namespace))
+    return out
+
+
+def _check_vnis(model: MeshModel) -> list[Finding]:
+    """One overlay namespace with different VNIs on different nodes, or a VNI docker does not report."""
+    out: list[Finding] = []
     by_ns: dict[str, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
     for o in model.overlays():
         by_ns[o.namespace][o.vni].append(o.node)
@@ -598,19 +605,29 @@ def check(model: MeshModel) -> list[Finding]:
             if net.id.startswith(netid) and net.vnis and o.vni not in net.vnis:
                 out.append(Finding("error", "vni-mismatch", f"{o.node}/{o.namespace} vxlan VNI {o.vni} but docker "
                                    f"network {net.name} says {net.vnis}", o.node, o.namespace))
+    return out
+
+
+def _check_redirects(model: MeshModel) -> list[Finding]:
+    """Tasks behind a published port without the REDIRECT to their target port."""
     expected = _redirect_expected(model)
     ingress_backends = {b.addr for s in model.lb_services()
                         if model.nodes[s.node].namespaces[s.namespace].role == Role.INGRESS_SBOX for b in s.backends}
+    out: list[Finding] = []
     for ns in model.namespaces(Role.TASK):
-        if not ns.has_table("nat"):
-            continue
-        if not any(ns.has_address(a) for a in ingress_backends):
+        if not ns.has_table("nat") or not any(ns.has_address(a) for a in ingress_backends):
             continue  # not behind a published port (or no ingress LB dumped): no REDIRECT expected
         if not any(r.target in ("REDIRECT", "DNAT") for r in ns.rules("nat", "PREROUTING")):
             out.append(Finding("error" if expected else "warning", "no-redirect",
                                f"task {ns.name} on {ns.node} has no REDIRECT in nat PREROUTING", ns.node, ns.name))
+    return out
+
+
+def _check_fwmarks_and_unparsed(model: MeshModel) -> list[Finding]:
+    """fwmarks differing across nodes for one published port (info), lines no parser understood (info)."""
+    out: list[Finding] = []
     by_port: dict[tuple[str | None, int | None], dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for m in marks:
+    for m in model.marks():
         if m.port is not None and model.nodes[m.node].namespaces[m.namespace].role == Role.INGRESS_SBOX:
             by_port[(m.proto, m.port)][m.fwmark].append(m.node)
     for (pr, p), fw in by_port.items():
@@ -618,7 +635,6 @@ def check(model: MeshModel) -> list[Finding]:
             detail = "; ".join(f"{v:#x} on {', '.join(nodes)}" for v, nodes in sorted(fw.items()))
             out.append(Finding("info", "fwmark-differs", f"{pr or 'any'}/{p} carries different fwmarks across nodes "
                                f"(allowed): {detail}"))
-    out += routing_mesh_findings(model)
     counts: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for node_name, ns_name, origin, line in model.unparsed():
         counts[(node_name, ns_name, origin)].append(line)
@@ -627,3 +643,13 @@ def check(model: MeshModel) -> list[Finding]:
         out.append(Finding("info", "unparsed", f"{len(lines)} line(s) not understood in {origin}: {first!r}",
                            node_name, ns_name or None))
     return out
+
+
+def check(model: MeshModel) -> list[Finding]:
+    """Inconsistencies of the whole model: published port without MARK, fwmark without LB service,
+    unreachable backends, VNI mismatches, tasks without REDIRECT, SNAT missing, fwmarks differing
+    across nodes (info), unparsed dump lines (info)."""
+    fwmarks_unparsed = _check_fwmarks_and_unparsed(model)
+    n_fw = sum(1 for f in fwmarks_unparsed if f.code == "fwmark-differs")
+    return (_check_marks(model) + _check_balancers(model) + _check_vnis(model) + _check_redirects(model)
+            + fwmarks_unparsed[:n_fw] + routing_mesh_findings(model) + fwmarks_unparsed[n_fw:])

@@ -160,6 +160,79 @@ def _parse_vxlan(line: str) -> VxlanInfo | None:
     return info
 
 
+def _link_header(m: re.Match[str], line: str) -> Link:
+    """``5: eth0@if6: <BROADCAST,...> mtu 1450 master br0 state UP``."""
+    link = Link(index=int(m.group("index")), name=m.group("name"), flags=m.group("flags").split(","), text=line)
+    peer = m.group("peer")
+    if peer:
+        pm = re.fullmatch(r"if(\d+)", peer)
+        if pm:
+            link.peer_index = int(pm.group(1))
+        elif peer != "NONE":
+            link.peer_name = peer
+    rest = m.group("rest").split()
+    for i, t in enumerate(rest[:-1]):
+        if t == "mtu" and rest[i + 1].isdigit():
+            link.mtu = int(rest[i + 1])
+        elif t == "master":
+            link.master = rest[i + 1]
+        elif t == "state":
+            link.state = rest[i + 1]
+    return link
+
+
+def _link_layer(link: Link, toks: list[str]) -> None:
+    """``link/ether 02:42:... brd ... link-netnsid 0``."""
+    link.link_type = toks[0][5:]
+    if len(toks) > 1:
+        link.mac = parse_mac(toks[1])
+    for i, t in enumerate(toks[:-1]):
+        if t == "link-netnsid" and toks[i + 1].isdigit():
+            link.link_netnsid = int(toks[i + 1])
+        elif t == "link-netns":
+            link.link_netns = toks[i + 1]
+
+
+def _address(link: Link, toks: list[str]) -> bool:
+    """``inet 10.0.0.2/24 brd ... scope global eth0``; False when the address does not parse."""
+    try:
+        addr = ip_interface(toks[1])
+    except ValueError:
+        return False
+    ia = IfAddr(iface=link.name, addr=addr)
+    for i, t in enumerate(toks[:-1]):
+        if t == "scope":
+            ia.scope = toks[i + 1]
+    if toks[0] == "inet" and toks[-1] not in _ADDR_FLAGS and toks[-2:-1] != ["scope"]:
+        ia.label = toks[-1]
+    link.addresses.append(ia)
+    return True
+
+
+_LINK_KINDS = ("veth", "bridge", "macvlan", "ipvlan", "dummy", "ipip", "gre", "vrf", "bond", "tun")
+_IGNORED = ("valid_lft", "altname", "alias", "prop", "vf", "geneve", "openvswitch")
+
+
+def _detail_line(link: Link, line: str) -> bool:
+    """One indented line under a link header; False when it is not understood."""
+    toks = line.split()
+    head = toks[0]
+    if head.startswith("link/"):
+        _link_layer(link, toks)
+    elif head in ("inet", "inet6") and len(toks) > 1:
+        return _address(link, toks)
+    elif head == "vxlan":
+        link.kind = "vxlan"
+        link.vxlan = _parse_vxlan(line)
+    elif head in _LINK_KINDS:
+        link.kind = head
+    elif head in ("bridge_slave", "bond_slave", "vrf_slave"):
+        link.slave_kind = head.replace("_slave", "")
+    else:
+        return head in _IGNORED
+    return True
+
+
 def parse_ip_link(text: str) -> LinkTable:
     """Parse ``ip [-d] link show`` or ``ip addr show`` text (indented or flattened lines)."""
     tbl = LinkTable()
@@ -170,69 +243,10 @@ def parse_ip_link(text: str) -> LinkTable:
             continue
         m = _LINK_HDR.match(line)
         if m:
-            peer = m.group("peer")
-            cur = Link(index=int(m.group("index")), name=m.group("name"), flags=m.group("flags").split(","),
-                       text=line)
-            if peer:
-                pm = re.fullmatch(r"if(\d+)", peer)
-                if pm:
-                    cur.peer_index = int(pm.group(1))
-                elif peer != "NONE":
-                    cur.peer_name = peer
-            rest = m.group("rest").split()
-            for i, t in enumerate(rest[:-1]):
-                if t == "mtu" and rest[i + 1].isdigit():
-                    cur.mtu = int(rest[i + 1])
-                elif t == "master":
-                    cur.master = rest[i + 1]
-                elif t == "state":
-                    cur.state = rest[i + 1]
+            cur = _link_header(m, line)
             tbl.links.append(cur)
-            continue
-        if cur is None:
+        elif cur is None or not _detail_line(cur, line):
             tbl.unparsed.append(raw)
-            continue
-        toks = line.split()
-        head = toks[0]
-        if head.startswith("link/"):
-            cur.link_type = head[5:]
-            if len(toks) > 1:
-                cur.mac = parse_mac(toks[1])
-            for i, t in enumerate(toks[:-1]):
-                if t == "link-netnsid" and toks[i + 1].isdigit():
-                    cur.link_netnsid = int(toks[i + 1])
-                elif t == "link-netns":
-                    cur.link_netns = toks[i + 1]
-            continue
-        if head in ("inet", "inet6") and len(toks) > 1:
-            try:
-                addr = ip_interface(toks[1])
-            except ValueError:
-                tbl.unparsed.append(raw)
-                continue
-            ia = IfAddr(iface=cur.name, addr=addr)
-            for i, t in enumerate(toks[:-1]):
-                if t == "scope":
-                    ia.scope = toks[i + 1]
-            if head == "inet" and toks[-1] not in _ADDR_FLAGS and toks[-2:-1] != ["scope"]:
-                ia.label = toks[-1]
-            cur.addresses.append(ia)
-            continue
-        if head == "valid_lft" or head == "altname":
-            continue
-        if head == "vxlan":
-            cur.kind = "vxlan"
-            cur.vxlan = _parse_vxlan(line)
-            continue
-        if head in ("veth", "bridge", "macvlan", "ipvlan", "dummy", "ipip", "gre", "vrf", "bond", "tun"):
-            cur.kind = head
-            continue
-        if head in ("bridge_slave", "bond_slave", "vrf_slave"):
-            cur.slave_kind = head.replace("_slave", "")
-            continue
-        if head in ("alias", "prop", "vf", "geneve", "openvswitch"):
-            continue
-        tbl.unparsed.append(raw)
     return tbl
 
 

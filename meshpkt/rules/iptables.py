@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from meshpkt.rules.types import (
@@ -61,106 +62,129 @@ def _set_mark(rule: Rule, value: str, *, xmark: bool) -> None:
 # ------------------------------------------------------------------ iptables-save / -S
 
 
-def _apply_save_tokens(rule: Rule, toks: list[str]) -> None:
-    """Fill ``rule`` from the tokens of one ``-A CHAIN ...`` line (after the chain name)."""
-    i = 0
-    neg = False
-    in_target = False
-    target_args: list[str] = []
+class _Tokens:
+    """A cursor over the tokens of one rule, tracking a pending ``!``."""
 
-    def val() -> str:
-        nonlocal i, neg
-        i += 1
-        v = toks[i] if i < len(toks) else ""
-        if v == "!":  # old syntax: -s ! 1.2.3.4
-            neg = True
-            i += 1
-            v = toks[i] if i < len(toks) else ""
+    def __init__(self, toks: list[str]) -> None:
+        self.toks, self.i, self.neg = toks, 0, False
+
+    def val(self) -> str:
+        """The next token (the current option's value); ``-s ! 1.2.3.4`` (old syntax) sets ``neg``."""
+        self.i += 1
+        v = self.toks[self.i] if self.i < len(self.toks) else ""
+        if v == "!":
+            self.neg = True
+            self.i += 1
+            v = self.toks[self.i] if self.i < len(self.toks) else ""
         return v
 
-    while i < len(toks):
-        t = toks[i]
+    def words_of_option(self) -> list[str]:
+        """The current (unmodelled) option and the arguments that follow it."""
+        words = [("! " if self.neg else "") + self.toks[self.i]]
+        toks = self.toks
+        while self.i + 1 < len(toks) and not toks[self.i + 1].startswith("-") and toks[self.i + 1] != "!":
+            self.i += 1
+            words.append(toks[self.i])
+        return words
+
+
+def _m_src(rule: Rule, v: str, neg: bool) -> None:
+    rule.src, rule.src_neg = parse_net(v), neg
+    if "," in v:
+        rule.other.append(f"-s {v}")
+
+
+def _m_dst(rule: Rule, v: str, neg: bool) -> None:
+    rule.dst, rule.dst_neg = parse_net(v), neg
+    if "," in v:
+        rule.other.append(f"-d {v}")
+
+
+def _m_mark(rule: Rule, v: str, neg: bool) -> None:
+    value, _, mask = v.partition("/")
+    mv, mm = parse_int(value), parse_int(mask) if mask else 0xFFFFFFFF
+    if mv is not None and mm is not None:
+        rule.mark, rule.mark_neg = (mv, mm), neg
+
+
+def _setter(*attrs: str, conv: Callable[[str], object] = str) -> Callable[[Rule, str, bool], None]:
+    """A match option that sets ``attrs[0]`` to ``conv(value)`` (and ``attrs[1]`` to the negation)."""
+    def put(rule: Rule, v: str, neg: bool) -> None:
+        setattr(rule, attrs[0], conv(v))
+        if len(attrs) > 1:
+            setattr(rule, attrs[1], neg)
+    return put
+
+
+def _states(v: str) -> frozenset[str]:
+    return frozenset(v.upper().split(","))
+
+
+_MATCHES: dict[str, Callable[[Rule, str, bool], None]] = {
+    **dict.fromkeys(("-p", "--protocol"), _setter("proto", "proto_neg", conv=norm_proto)),
+    **dict.fromkeys(("-s", "--source", "--src"), _m_src),
+    **dict.fromkeys(("-d", "--destination", "--dst"), _m_dst),
+    **dict.fromkeys(("-i", "--in-interface"), _setter("in_iface", "in_neg")),
+    **dict.fromkeys(("-o", "--out-interface"), _setter("out_iface", "out_neg")),
+    **dict.fromkeys(("-m", "--match"), lambda rule, v, neg: None),  # module name; its options follow
+    **dict.fromkeys(("--dport", "--destination-port", "--dports", "--destination-ports"),
+                    _setter("dports", "dports_neg", conv=parse_ports)),
+    **dict.fromkeys(("--sport", "--source-port", "--sports", "--source-ports"),
+                    _setter("sports", "sports_neg", conv=parse_ports)),
+    "--ports": lambda rule, v, neg: rule.other.append(f"--ports {v}"),
+    "--dst-type": _setter("dst_type", "dst_type_neg"),
+    "--src-type": _setter("src_type", "src_type_neg"),
+    **dict.fromkeys(("--ctstate", "--state"), _setter("ctstate", "ctstate_neg", conv=_states)),
+    "--ctstatus": _setter("ctstatus", conv=_states),
+    "--mark": _m_mark,
+    "--comment": _setter("comment"),
+}
+
+
+def _target_option(rule: Rule, cur: _Tokens, t: str, target_args: list[str]) -> None:
+    """One token after ``-j TARGET``: NAT destinations, REDIRECT ports and marks are modelled."""
+    target_args.append(t)
+    if t not in ("--to-destination", "--to-source", "--to", "--to-ports", "--set-mark", "--set-xmark"):
+        return
+    v = cur.val()
+    target_args.append(v)
+    if t == "--to-ports":
+        ports = parse_ports(v)
+        if ports:
+            rule.to_ports = ports[0]
+    elif t in ("--set-mark", "--set-xmark"):
+        _set_mark(rule, v, xmark=t == "--set-xmark")
+    else:
+        _nat_to(rule, v)
+
+
+def _apply_save_tokens(rule: Rule, toks: list[str]) -> None:
+    """Fill ``rule`` from the tokens of one ``-A CHAIN ...`` line (after the chain name)."""
+    cur = _Tokens(toks)
+    in_target = False
+    target_args: list[str] = []
+    while cur.i < len(toks):
+        t = toks[cur.i]
         if t == "!":
-            neg = True
-            i += 1
-            continue
-        if in_target:
-            target_args.append(t)
-            if t in ("--to-destination", "--to-source", "--to"):
-                v = val()
-                target_args.append(v)
-                _nat_to(rule, v)
-            elif t == "--to-ports":
-                v = val()
-                target_args.append(v)
-                ports = parse_ports(v)
-                if ports:
-                    rule.to_ports = ports[0]
-            elif t in ("--set-mark", "--set-xmark"):
-                v = val()
-                target_args.append(v)
-                _set_mark(rule, v, xmark=t == "--set-xmark")
-            i += 1
-            continue
-        if t in ("-p", "--protocol"):
-            rule.proto, rule.proto_neg = norm_proto(val()), neg
-        elif t in ("-s", "--source", "--src"):
-            v = val()
-            rule.src, rule.src_neg = parse_net(v), neg
-            if "," in v:
-                rule.other.append(f"-s {v}")
-        elif t in ("-d", "--destination", "--dst"):
-            v = val()
-            rule.dst, rule.dst_neg = parse_net(v), neg
-            if "," in v:
-                rule.other.append(f"-d {v}")
-        elif t in ("-i", "--in-interface"):
-            rule.in_iface, rule.in_neg = val(), neg
-        elif t in ("-o", "--out-interface"):
-            rule.out_iface, rule.out_neg = val(), neg
-        elif t in ("-m", "--match"):
-            val()  # module name; its options follow and are handled below
-        elif t in ("--dport", "--destination-port", "--dports", "--destination-ports"):
-            rule.dports, rule.dports_neg = parse_ports(val()), neg
-        elif t in ("--sport", "--source-port", "--sports", "--source-ports"):
-            rule.sports, rule.sports_neg = parse_ports(val()), neg
-        elif t == "--ports":
-            rule.other.append(f"--ports {val()}")
-        elif t == "--dst-type":
-            rule.dst_type, rule.dst_type_neg = val(), neg
-        elif t == "--src-type":
-            rule.src_type, rule.src_type_neg = val(), neg
-        elif t in ("--ctstate", "--state"):
-            rule.ctstate, rule.ctstate_neg = frozenset(val().upper().split(",")), neg
-        elif t == "--ctstatus":
-            rule.ctstatus = frozenset(val().upper().split(","))
+            cur.neg = True
+        elif in_target:
+            _target_option(rule, cur, t, target_args)
+        elif t in _MATCHES:
+            _MATCHES[t](rule, cur.val(), cur.neg)
         elif t == "--ipvs":
-            rule.ipvs = not neg
-        elif t == "--mark":
-            v, _, m = val().partition("/")
-            mv, mm = parse_int(v), parse_int(m) if m else 0xFFFFFFFF
-            if mv is not None and mm is not None:
-                rule.mark, rule.mark_neg = (mv, mm), neg
-        elif t == "--comment":
-            rule.comment = val()
-        elif t in ("-c", "--set-counters") and i + 2 < len(toks) and toks[i + 1].isdigit():
-            rule.pkts, rule.bytes = int(toks[i + 1]), int(toks[i + 2])
-            i += 2
+            rule.ipvs = not cur.neg
+        elif t in ("-c", "--set-counters") and cur.i + 2 < len(toks) and toks[cur.i + 1].isdigit():
+            rule.pkts, rule.bytes = int(toks[cur.i + 1]), int(toks[cur.i + 2])
+            cur.i += 2
         elif t in ("-j", "--jump", "-g", "--goto"):
             rule.goto = t in ("-g", "--goto")
-            rule.target = val()
+            rule.target = cur.val()
             in_target = True
-        elif t.startswith("-"):
-            # an option meshpkt does not model, with its arguments
-            words = [("! " if neg else "") + t]
-            while i + 1 < len(toks) and not toks[i + 1].startswith("-") and toks[i + 1] != "!":
-                i += 1
-                words.append(toks[i])
-            rule.other.append(" ".join(words))
-        else:
-            rule.other.append(t)
-        neg = False
-        i += 1
+        else:  # an option meshpkt does not model, with its arguments, or a stray word
+            rule.other.append(" ".join(cur.words_of_option()) if t.startswith("-") else t)
+        if t != "!" and not in_target:
+            cur.neg = False
+        cur.i += 1
     rule.target_args = " ".join(target_args)
 
 
@@ -273,59 +297,53 @@ def _neg_value(v: str) -> tuple[str, bool]:
     return (v[1:], True) if v.startswith("!") else (v, False)
 
 
-def _apply_list_extras(rule: Rule, rest: str) -> None:
-    """Interpret the free text after the destination column of ``iptables -L`` output."""
-    s = rest
+class _Extras:
+    """The free text after the destination column of ``iptables -L``, consumed match by match."""
 
-    def take(pattern: str) -> re.Match[str] | None:
-        nonlocal s
-        m = re.search(pattern, s)
+    def __init__(self, text: str) -> None:
+        self.s = text
+
+    def take(self, pattern: str) -> re.Match[str] | None:
+        """The first match of ``pattern``, cut out of the text."""
+        m = re.search(pattern, self.s)
         if m:
-            s = s[: m.start()] + " " + s[m.end():]
+            self.s = self.s[: m.start()] + " " + self.s[m.end():]
         return m
 
-    m = take(r"/\*\s*(.*?)\s*\*/")
-    if m:
-        rule.comment = m.group(1)
-    # target part (printed after the matches)
+
+def _list_target(rule: Rule, ex: _Extras) -> None:
+    """The target's part, printed after the matches: NAT addresses, REDIRECT/MASQUERADE ports, MARK."""
     tgt = rule.target or ""
     if tgt in ("DNAT", "SNAT", "NETMAP"):
-        m = take(r"\bto:(\S+)")
+        m = ex.take(r"\bto:(\S+)")
         if m:
             _nat_to(rule, m.group(1))
             rule.target_args = f"to:{m.group(1)}"
-    elif tgt == "REDIRECT":
-        m = take(r"\bredir ports (\S+)")
+    elif tgt in ("REDIRECT", "MASQUERADE"):
+        m = ex.take(r"\bredir ports (\S+)" if tgt == "REDIRECT" else r"\bmasq ports: (\S+)")
         if m:
             ports = parse_ports(m.group(1))
             rule.to_ports = ports[0] if ports else None
-            rule.target_args = f"redir ports {m.group(1)}"
-    elif tgt == "MASQUERADE":
-        m = take(r"\bmasq ports: (\S+)")
-        if m:
-            ports = parse_ports(m.group(1))
-            rule.to_ports = ports[0] if ports else None
-            rule.target_args = m.group(0)
-    m = take(r"\bMARK (set|xset|and|or|xor) (\S+)")
+            rule.target_args = f"redir ports {m.group(1)}" if tgt == "REDIRECT" else m.group(0)
+    m = ex.take(r"\bMARK (set|xset|and|or|xor) (\S+)")
     if m:
         rule.target_args = m.group(0)
         if m.group(1) in ("set", "xset"):
             _set_mark(rule, m.group(2), xmark=m.group(1) == "xset")
-    m = take(r"\breject-with (\S+)")
+    m = ex.take(r"\breject-with (\S+)")
     if m:
         rule.target_args = m.group(0)
-    # matches
-    m = take(r"\b(tcp|udp|sctp|dccp)\s+(?=[ds]pts?:|flags:|option=)")
-    while True:
-        m = take(r"\b(dpts?|spts?):(!?)(\d+(?::\d+)?)")
-        if not m:
-            break
+
+
+def _list_ports(rule: Rule, ex: _Extras) -> None:
+    ex.take(r"\b(tcp|udp|sctp|dccp)\s+(?=[ds]pts?:|flags:|option=)")
+    while m := ex.take(r"\b(dpts?|spts?):(!?)(\d+(?::\d+)?)"):
         ports = parse_ports(m.group(3))
         if m.group(1).startswith("d"):
             rule.dports, rule.dports_neg = ports, m.group(2) == "!"
         else:
             rule.sports, rule.sports_neg = ports, m.group(2) == "!"
-    m = take(r"\bmultiport (dports|sports|ports) (!\s*)?(\S+)")
+    m = ex.take(r"\bmultiport (dports|sports|ports) (!\s*)?(\S+)")
     if m:
         ports = parse_ports(m.group(3))
         if m.group(1) == "dports":
@@ -334,37 +352,49 @@ def _apply_list_extras(rule: Rule, rest: str) -> None:
             rule.sports, rule.sports_neg = ports, bool(m.group(2))
         else:
             rule.other.append(m.group(0))
-    m = take(r"\bADDRTYPE match((?:\s+(?:src|dst)-type\s+!?\s*\S+)+)")
+
+
+def _list_state(rule: Rule, ex: _Extras) -> None:
+    """addrtype, conntrack state/status, mark and ipvs matches."""
+    m = ex.take(r"\bADDRTYPE match((?:\s+(?:src|dst)-type\s+!?\s*\S+)+)")
     if m:
         for kind, neg, value in re.findall(r"(src|dst)-type\s+(!?)\s*(\S+)", m.group(1)):
             if kind == "dst":
                 rule.dst_type, rule.dst_type_neg = value, bool(neg)
             else:
                 rule.src_type, rule.src_type_neg = value, bool(neg)
-    m = take(r"(!\s*)?\b(ctstate|state)\s+(!\s*)?([A-Z,]+)")
+    m = ex.take(r"(!\s*)?\b(ctstate|state)\s+(!\s*)?([A-Z,]+)")
     if m:
         rule.ctstate = frozenset(m.group(4).split(","))
         rule.ctstate_neg = bool(m.group(1) or m.group(3))
-    m = take(r"\bctstatus\s+([A-Z,]+)")
+    m = ex.take(r"\bctstatus\s+([A-Z,]+)")
     if m:
         rule.ctstatus = frozenset(m.group(1).split(","))
-    m = take(r"\bmark match\s+(!\s*)?(\S+)")
+    m = ex.take(r"\bmark match\s+(!\s*)?(\S+)")
     if m:
-        v, _, mask = m.group(2).partition("/")
-        mv, mm = parse_int(v), parse_int(mask) if mask else 0xFFFFFFFF
-        if mv is not None and mm is not None:
-            rule.mark, rule.mark_neg = (mv, mm), bool(m.group(1))
-    m = take(r"(!\s*)?\bipvs\b((?:\s+(?:vaddr|vport|vdir|vproto|vportctl|vmethod)\s+\S+)*)")
+        _m_mark(rule, m.group(2), bool(m.group(1)))
+    m = ex.take(r"(!\s*)?\bipvs\b((?:\s+(?:vaddr|vport|vdir|vproto|vportctl|vmethod)\s+\S+)*)")
     if m:
         rule.ipvs = not m.group(1)
         if m.group(2).strip():
             rule.other.append("ipvs" + m.group(2))
+
+
+def _apply_list_extras(rule: Rule, rest: str) -> None:
+    """Interpret the free text after the destination column of ``iptables -L`` output."""
+    ex = _Extras(rest)
+    m = ex.take(r"/\*\s*(.*?)\s*\*/")
+    if m:
+        rule.comment = m.group(1)
+    _list_target(rule, ex)
+    _list_ports(rule, ex)
+    _list_state(rule, ex)
     # a DNAT/SNAT printed without its target name keyword, e.g. "to:1.2.3.4" for other targets
-    m = take(r"\bto:(\S+)")
+    m = ex.take(r"\bto:(\S+)")
     if m:
         _nat_to(rule, m.group(1))
         rule.target_args = f"to:{m.group(1)}"
-    left = " ".join(s.split())
+    left = " ".join(ex.s.split())
     if left:
         rule.other.append(left)
 

@@ -147,7 +147,8 @@ class LbService:
 
     def label(self) -> str:
         """``"FWM 258 rr"`` / ``"TCP 10.0.0.5:80 rr"``."""
-        head = f"FWM {self.fwmark}" if self.fwmark is not None else f"{(self.proto or '').upper()} {self.addr}:{self.port}"
+        head = (f"FWM {self.fwmark}" if self.fwmark is not None
+                else f"{(self.proto or '').upper()} {self.addr}:{self.port}")
         return f"{head} {self.scheduler}"
 
 
@@ -597,7 +598,8 @@ class MeshModel:
                     "networks": [net.name for net in n.networks],
                     "services": [s.name for s in n.services],
                 } for n in self.nodes.values()},
-            "published_ports": [f"{p.node} {p.proto}/{p.port} -> {p.to_addr}:{p.to_port}" for p in self.published_ports()],
+            "published_ports": [f"{p.node} {p.proto}/{p.port} -> {p.to_addr}:{p.to_port}"
+                                for p in self.published_ports()],
             "marks": [f"{m.node}/{m.namespace} {m.fwmark:#x} " + (f"{m.proto}/{m.port}" if m.port else f"vip {m.vip}")
                       for m in self.marks()],
             "lb_services": [f"{s.node}/{s.namespace} {s.kind} {s.label()} -> "

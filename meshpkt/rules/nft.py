@@ -12,6 +12,7 @@ no arguments in JSON: the iptables-save dump of the same namespace is the exact 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -99,80 +100,90 @@ def _words(v: Any) -> frozenset[str]:
     return frozenset()
 
 
-def _apply_match(rule: Rule, m: dict[str, Any]) -> bool:
+def _match_payload(rule: Rule, p: Any, right: Any, neg: bool) -> bool:
+    """``ip saddr/daddr``, ``tcp/udp/th dport/sport``, ``ip protocol``."""
+    proto, fld = p.get("protocol"), p.get("field")
+    if proto == "ip" and fld in ("saddr", "daddr"):
+        net = _net(right)
+        if net is None and not (isinstance(right, str) and right.startswith("0.0.0.0")):
+            return False
+        if fld == "saddr":
+            rule.src, rule.src_neg = net, neg
+        else:
+            rule.dst, rule.dst_neg = net, neg
+        return True
+    if fld in ("sport", "dport") and proto in ("tcp", "udp", "sctp", "th", "dccp"):
+        ports = _ports(right)
+        if ports is None:
+            return False
+        if proto != "th" and rule.proto is None:
+            rule.proto = proto
+        if fld == "dport":
+            rule.dports, rule.dports_neg = ports, neg
+        else:
+            rule.sports, rule.sports_neg = ports, neg
+        return True
+    if proto == "ip" and fld == "protocol" and isinstance(right, str | int):
+        rule.proto, rule.proto_neg = norm_proto(str(right)), neg
+        return True
+    return False
+
+
+def _match_meta(rule: Rule, meta: Any, right: Any, neg: bool) -> bool:
+    """``meta l4proto``, ``iifname``/``oifname``, ``mark``."""
+    key = meta.get("key")
+    if key == "l4proto" and isinstance(right, str | int):
+        rule.proto, rule.proto_neg = norm_proto(str(right)), neg
+    elif key in ("iifname", "iif") and isinstance(right, str):
+        rule.in_iface, rule.in_neg = right, neg
+    elif key in ("oifname", "oif") and isinstance(right, str):
+        rule.out_iface, rule.out_neg = right, neg
+    elif key == "mark" and isinstance(right, int):
+        rule.mark, rule.mark_neg = (right, 0xFFFFFFFF), neg
+    else:
+        return False
+    return True
+
+
+def _match_ct(rule: Rule, ct: Any, right: Any, neg: bool) -> bool:
+    """``ct state``, ``ct status``."""
+    key = ct.get("key")
+    if key == "state":
+        rule.ctstate, rule.ctstate_neg = _words(right), neg
+    elif key == "status":
+        rule.ctstatus = _words(right)
+    else:
+        return False
+    return True
+
+
+def _match_fib(rule: Rule, f: Any, right: Any, neg: bool) -> bool:
+    """``fib daddr type local`` (= ``-m addrtype --dst-type LOCAL``)."""
+    flags = f.get("flags", [])
+    flags = flags if isinstance(flags, list) else [flags]
+    if f.get("result") != "type" or not isinstance(right, str):
+        return False
+    if "daddr" in flags:
+        rule.dst_type, rule.dst_type_neg = right.upper(), neg
+    elif "saddr" in flags:
+        rule.src_type, rule.src_type_neg = right.upper(), neg
+    else:
+        return False
+    return True
+
+
+_MATCH_KINDS: dict[str, Callable[[Rule, Any, Any, bool], bool]] = {
+    "payload": _match_payload, "meta": _match_meta, "ct": _match_ct, "fib": _match_fib}
+
+
+def _apply_match(rule: Rule, m: Mapping[str, Any]) -> bool:
     """Apply one ``match`` expression; False when it is not a modelled match."""
     op = m.get("op", "==")
-    neg = op == "!="
-    if op not in ("==", "!=", "in"):
-        return False
     left, right = m.get("left"), m.get("right")
-    if not isinstance(left, dict):
+    if op not in ("==", "!=", "in") or not isinstance(left, dict):
         return False
-    if "payload" in left:
-        p = left["payload"]
-        proto, fld = p.get("protocol"), p.get("field")
-        if proto == "ip" and fld in ("saddr", "daddr"):
-            net = _net(right)
-            if net is None and not (isinstance(right, str) and right.startswith("0.0.0.0")):
-                return False
-            if fld == "saddr":
-                rule.src, rule.src_neg = net, neg
-            else:
-                rule.dst, rule.dst_neg = net, neg
-            return True
-        if fld in ("sport", "dport") and proto in ("tcp", "udp", "sctp", "th", "dccp"):
-            ports = _ports(right)
-            if ports is None:
-                return False
-            if proto != "th" and rule.proto is None:
-                rule.proto = proto
-            if fld == "dport":
-                rule.dports, rule.dports_neg = ports, neg
-            else:
-                rule.sports, rule.sports_neg = ports, neg
-            return True
-        if proto == "ip" and fld == "protocol" and isinstance(right, (str, int)):
-            rule.proto, rule.proto_neg = norm_proto(str(right)), neg
-            return True
-        return False
-    if "meta" in left:
-        key = left["meta"].get("key")
-        if key == "l4proto" and isinstance(right, (str, int)):
-            rule.proto, rule.proto_neg = norm_proto(str(right)), neg
-            return True
-        if key in ("iifname", "iif") and isinstance(right, str):
-            rule.in_iface, rule.in_neg = right, neg
-            return True
-        if key in ("oifname", "oif") and isinstance(right, str):
-            rule.out_iface, rule.out_neg = right, neg
-            return True
-        if key == "mark" and isinstance(right, int):
-            rule.mark, rule.mark_neg = (right, 0xFFFFFFFF), neg
-            return True
-        return False
-    if "ct" in left:
-        key = left["ct"].get("key")
-        if key == "state":
-            rule.ctstate, rule.ctstate_neg = _words(right), neg
-            return True
-        if key == "status":
-            rule.ctstatus = _words(right)
-            return True
-        return False
-    if "fib" in left:
-        f = left["fib"]
-        flags = f.get("flags", [])
-        flags = flags if isinstance(flags, list) else [flags]
-        if f.get("result") == "type" and isinstance(right, str):
-            kind = right.upper()
-            if "daddr" in flags:
-                rule.dst_type, rule.dst_type_neg = kind, neg
-                return True
-            if "saddr" in flags:
-                rule.src_type, rule.src_type_neg = kind, neg
-                return True
-        return False
-    return False
+    kind = next((k for k in _MATCH_KINDS if k in left), None)
+    return kind is not None and _MATCH_KINDS[kind](rule, left[kind], right, op == "!=")
 
 
 def _nat_stmt(rule: Rule, kind: str, body: Any) -> None:

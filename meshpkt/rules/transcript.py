@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 HOST = "host"
@@ -179,6 +180,95 @@ KINDS = ("iptables-save", "iptables-list", "nft-json", "ipvsadm-list", "ipvsadm-
          "bridge-fdb", "ip-link", "ip-json", "ip-route", "ip-neigh", "docker-network", "docker-service")
 
 
+def _iptables_save(args: list[str]) -> DumpKind | None:
+    table = None
+    for i, a in enumerate(args[:-1]):
+        if a in ("-t", "--table"):
+            table = args[i + 1]
+    return DumpKind("iptables-save", table=table)
+
+
+def _iptables(args: list[str]) -> DumpKind | None:
+    table = "filter"
+    listing = save = False
+    for i, a in enumerate(args):
+        if a in ("-t", "--table") and i + 1 < len(args):
+            table = args[i + 1]
+        elif a.startswith("-t") and not a.startswith("--") and len(a) > 2:
+            table = a[2:]
+        elif a in ("--list", "-L"):
+            listing = True
+        elif a in ("--list-rules", "-S"):
+            save = True
+        elif re.fullmatch(r"-[a-zA-Z]+", a):
+            listing = listing or "L" in a
+            save = save or "S" in a
+    if listing:
+        return DumpKind("iptables-list", table=table)
+    return DumpKind("iptables-save", table=table) if save else None
+
+
+def _nft(args: list[str]) -> DumpKind | None:
+    return DumpKind("nft-json") if ("-j" in args or "--json" in args) and "list" in args else None
+
+
+def _ipvsadm(args: list[str]) -> DumpKind | None:
+    short = "".join(a[1:] for a in args if re.fullmatch(r"-[a-zA-Z]+", a))
+    longs = set(a for a in args if a.startswith("--"))
+    if "S" in short or "--save" in longs:
+        return DumpKind("ipvsadm-save")
+    if "c" in short or "--connection" in longs:
+        return DumpKind("ipvsadm-conns")
+    if "L" in short or "l" in short or "--list" in longs or not args:
+        return DumpKind("ipvsadm-list")
+    return None
+
+
+def _bridge(args: list[str]) -> DumpKind | None:
+    words = [a for a in args if not a.startswith("-")]
+    if not words or words[0] != "fdb" or (len(words) > 1 and words[1] not in ("show", "list", "ls", "dev")):
+        return None
+    dev = None
+    if "dev" in words:
+        i = words.index("dev")
+        dev = words[i + 1] if i + 1 < len(words) else None
+    return DumpKind("bridge-fdb", dev=dev)
+
+
+def _ip(args: list[str]) -> DumpKind | None:
+    flags = [a for a in args if a.startswith("-")]
+    ip_words = [a for a in args if not a.startswith("-")]
+    if not ip_words:
+        return None
+    obj = ip_words[0]
+    json_out = any(f in ("-j", "-json", "--json") or bool(re.fullmatch(r"-[a-z]{2,3}", f) and "j" in f)
+                   for f in flags)
+    if obj in ("l", "li", "lin", "link", "a", "ad", "add", "addr", "addre", "addres", "address"):
+        return DumpKind("ip-json" if json_out else "ip-link")
+    if obj in ("r", "ro", "rou", "route"):
+        return None if json_out else DumpKind("ip-route")
+    if obj in ("n", "ne", "nei", "neigh", "neighbor", "neighbour"):
+        return None if json_out else DumpKind("ip-neigh")
+    return None
+
+
+def _docker(args: list[str]) -> DumpKind | None:
+    if len(args) < 2 or args[1] != "inspect" or any(a.startswith("--format") or a == "-f" for a in args):
+        return None
+    if args[0] == "network":
+        return DumpKind("docker-network")
+    if args[0] == "service" and "--pretty" not in args:
+        return DumpKind("docker-service")
+    return None
+
+
+_TOOLS: dict[str, Callable[[list[str]], DumpKind | None]] = {
+    **dict.fromkeys(("iptables-save", "iptables-legacy-save", "iptables-nft-save"), _iptables_save),
+    **dict.fromkeys(("iptables", "iptables-legacy", "iptables-nft"), _iptables),
+    "nft": _nft, "ipvsadm": _ipvsadm, "bridge": _bridge, "ip": _ip, "docker": _docker,
+}
+
+
 def classify_command(command: str) -> DumpKind | None:
     """Which parser reads the output of ``command`` (namespace prefix already stripped); None
     when meshpkt has no parser for it."""
@@ -190,76 +280,5 @@ def classify_command(command: str) -> DumpKind | None:
         toks = toks[1:]
     if not toks:
         return None
-    tool = toks[0].rsplit("/", 1)[-1]
-    args = toks[1:]
-    if tool in ("iptables-save", "iptables-legacy-save", "iptables-nft-save"):
-        table = None
-        for i, a in enumerate(args[:-1]):
-            if a in ("-t", "--table"):
-                table = args[i + 1]
-        return DumpKind("iptables-save", table=table)
-    if tool in ("iptables", "iptables-legacy", "iptables-nft"):
-        table = "filter"
-        listing = save = False
-        for i, a in enumerate(args):
-            if a in ("-t", "--table") and i + 1 < len(args):
-                table = args[i + 1]
-            elif a.startswith("-t") and not a.startswith("--") and len(a) > 2:
-                table = a[2:]
-            elif a in ("--list", "-L"):
-                listing = True
-            elif a in ("--list-rules", "-S"):
-                save = True
-            elif re.fullmatch(r"-[a-zA-Z]+", a):
-                listing = listing or "L" in a
-                save = save or "S" in a
-        if listing:
-            return DumpKind("iptables-list", table=table)
-        if save:
-            return DumpKind("iptables-save", table=table)
-        return None
-    if tool == "nft":
-        if ("-j" in args or "--json" in args) and "list" in args:
-            return DumpKind("nft-json")
-        return None
-    if tool == "ipvsadm":
-        short = "".join(a[1:] for a in args if re.fullmatch(r"-[a-zA-Z]+", a))
-        longs = set(a for a in args if a.startswith("--"))
-        if "S" in short or "--save" in longs:
-            return DumpKind("ipvsadm-save")
-        if "c" in short or "--connection" in longs:
-            return DumpKind("ipvsadm-conns")
-        if "L" in short or "l" in short or "--list" in longs or not args:
-            return DumpKind("ipvsadm-list")
-        return None
-    if tool == "bridge":
-        words = [a for a in args if not a.startswith("-")]
-        if words and words[0] == "fdb" and (len(words) == 1 or words[1] in ("show", "list", "ls", "dev")):
-            dev = None
-            if "dev" in words:
-                i = words.index("dev")
-                dev = words[i + 1] if i + 1 < len(words) else None
-            return DumpKind("bridge-fdb", dev=dev)
-        return None
-    if tool == "ip":
-        flags = [a for a in args if a.startswith("-")]
-        ip_words = [a for a in args if not a.startswith("-")]
-        if not ip_words:
-            return None
-        obj = ip_words[0]
-        json_out = any(f in ("-j", "-json", "--json") or bool(re.fullmatch(r"-[a-z]{2,3}", f) and "j" in f)
-                       for f in flags)
-        if obj in ("l", "li", "lin", "link", "a", "ad", "add", "addr", "addre", "addres", "address"):
-            return DumpKind("ip-json" if json_out else "ip-link")
-        if obj in ("r", "ro", "rou", "route"):
-            return None if json_out else DumpKind("ip-route")
-        if obj in ("n", "ne", "nei", "neigh", "neighbor", "neighbour"):
-            return None if json_out else DumpKind("ip-neigh")
-        return None
-    if tool == "docker" and len(args) >= 2 and args[1] == "inspect" and not any(
-            a.startswith("--format") or a == "-f" for a in args):
-        if args[0] == "network":
-            return DumpKind("docker-network")
-        if args[0] == "service" and "--pretty" not in args:
-            return DumpKind("docker-service")
-    return None
+    tool = _TOOLS.get(toks[0].rsplit("/", 1)[-1])
+    return tool(toks[1:]) if tool is not None else None

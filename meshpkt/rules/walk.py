@@ -110,6 +110,23 @@ def _rule_matches(r: Rule, p: Pkt, local: list[IPv4Address], notes: list[str]) -
 _TERMINAL_NAT = {"DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP"}
 
 
+def _apply_nat(r: Rule, p: Pkt, res: WalkResult) -> str:
+    """The translation a NAT target makes to the packet (a load-balancing DNAT only marks the rule)."""
+    t = str(r.target)
+    if t == "DNAT" and r.lb_backends:
+        res.lb_rule = r
+    elif t in ("SNAT", "MASQUERADE", "NETMAP"):
+        if r.to_addr is not None:
+            p.src = r.to_addr
+        return t
+    elif t == "DNAT" and r.to_addr is not None:
+        p.dst = r.to_addr
+    if r.to_ports is not None and not (t == "DNAT" and r.lb_backends):
+        p.dport = r.to_ports[0]
+    p.ct_dnat = True
+    return t
+
+
 def _walk_chain(tables: dict[str, dict[str, Chain]], chain: Chain, p: Pkt, local: list[IPv4Address],
                 res: WalkResult, depth: int = 0) -> str | None:
     """Walk one chain; returns a terminal verdict (ACCEPT/DROP/REJECT/NAT) or None (fell through/RETURN)."""
@@ -134,26 +151,8 @@ def _walk_chain(tables: dict[str, dict[str, Chain]], chain: Chain, p: Pkt, local
             return None
         if t in ("ACCEPT", "DROP", "REJECT", "QUEUE"):
             return t
-        if t == "DNAT":
-            if r.lb_backends:
-                res.lb_rule = r
-                p.ct_dnat = True
-                return "DNAT"
-            if r.to_addr is not None:
-                p.dst = r.to_addr
-            if r.to_ports is not None:
-                p.dport = r.to_ports[0]
-            p.ct_dnat = True
-            return "DNAT"
-        if t == "REDIRECT":
-            if r.to_ports is not None:
-                p.dport = r.to_ports[0]
-            p.ct_dnat = True
-            return "REDIRECT"
-        if t in ("SNAT", "MASQUERADE", "NETMAP"):
-            if r.to_addr is not None:
-                p.src = r.to_addr
-            return t
+        if t in _TERMINAL_NAT:
+            return _apply_nat(r, p, res)
         if r.is_jump:
             sub = tbl.get(t)
             if sub is None:

@@ -461,11 +461,22 @@ class DnatKind(Kind[DnatParams]):
 
 
 @register
+class HostdnatKind(DnatKind):
+    """Host-mode publishing: the host's nat DOCKER DNAT straight to the task's docker_gwbridge address."""
+
+    kind = "hostdnat"
+
+
+@register
 class MarkKind(Kind[MarkParams]):
     kind = "mark"
     params = MarkParams
 
     def judge(self, j: Judge, c: Check, prm: MarkParams) -> None:
+        if c.present is not False and prm.lb_present is False:
+            j.untested(c, f"the load balancer of fwmark {prm.fwmark:#x} is missing: whether this rule marks "
+                          "cannot be seen")
+            return
         def alt(p: Probe) -> list[Pkt]:
             assert p.seq is not None
             return j.pk.rsts(p.seq, prm.before_point)
@@ -481,6 +492,10 @@ class VipmarkKind(Kind[VipmarkParams]):
     params = VipmarkParams
 
     def judge(self, j: Judge, c: Check, prm: VipmarkParams) -> None:
+        if c.present is not False and prm.lb_present is False:
+            j.untested(c, f"the load balancer of fwmark {prm.fwmark:#x} is missing: whether this rule marks "
+                          "cannot be seen")
+            return
         vip = int(ipaddress.IPv4Address(prm.dst))
 
         def alt(p: Probe) -> list[Pkt]:
@@ -814,7 +829,7 @@ class RedirectKind(Kind[RedirectParams]):
         c.reached, c.passed = reached, ok
         if bad is not None:
             c.before = bad[0].ev()
-            c.after = bad[1][0].ev() if bad[1] else Evidence(pt, "(no answer)")
+            c.after = bad[1][0].ev() if bad[1] else Evidence(pt, "(no answer)" if prm.proto == "udp" else "(no SYN-ACK)")
         what = f"{'datagrams' if prm.proto == 'udp' else 'SYNs'} to :{port}"
         if c.present is False:
             j.fail(c, "rule missing from the dumps" + (f"; {reached - ok}/{reached} {what} unanswered"
@@ -873,6 +888,13 @@ class MtuKind(Kind[MtuParams]):
             c.verdict = PASS
             c.message = f"{ok}/{reached} connections delivered full-size segments (DF) and got the answer"
             return
+        self.blame(j, c, prm, path, bad)
+
+    @staticmethod
+    def blame(j: Judge, c: Check, prm: MtuParams, path: list[tuple[str, bool]],
+              bad: tuple[Probe, int, int, int]) -> None:
+        """Fail ``c`` for the first bad connection: segments too small, or where the full-size one vanished."""
+        cpt = prm.client_point
         p, data_seq, full, biggest = bad
         res = j.conns.get(p.id, {})
         if full and biggest < full:
@@ -908,7 +930,6 @@ class MtuKind(Kind[MtuParams]):
             j._set_culprit(c, culprit, size)
         j.fail(c, f"full-size segment ({size}-byte IP packet, DF) seen at {last_seen[0]} never reached "
                      f"{lost_at[0]}")
-
 
 
 @register

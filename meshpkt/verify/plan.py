@@ -47,7 +47,7 @@ from meshpkt.verify.types import (
 XFRM_MARK = 0xD0C4E3
 _FRESH = random.Random()
 
-KIND_ORDER = ["server", "link", "fdb", "dnat", "unpublished", "mark", "vipmark", "lb", "snat", "redirect", "xfrm",
+KIND_ORDER = ["server", "link", "fdb", "dnat", "hostdnat", "unpublished", "mark", "vipmark", "lb", "snat", "redirect", "xfrm",
               "dnsrr", "mtu"]
 """Judging order: every check's prerequisites come earlier."""
 
@@ -434,7 +434,8 @@ class _Planner:
                                    f"{fwmark:#x}/0xffffffff"),
             present=r is not None, counter_key=_counter_key(sbox["name"], r) if r else None, probes=probes,
             params=MarkParams(before_point=e.sb_eth1, after_point=e.sb_eth0, dst=e.gw, to=e.gw, port=P,
-                              fwmark=fwmark, proto=proto)))
+                              fwmark=fwmark, proto=proto,
+                              lb_present=self.lb_of(node, sbox["name"], fwmark) is not None)))
 
     def mtu_checks(self, svc: dict[str, Any], e: _Entry, P0: int, bks: list[tuple[str, str, str]]) -> None:
         """MTU: real connections from the client, one per backend (round robin), to the first TCP port."""
@@ -605,25 +606,31 @@ class _Planner:
                 if src is None:
                     self.notes.append(f"{node}: no live task on {net} to send VIP probes from")
                     continue
-                sif = LabView.iface_on(src, net) or {}
-                lb_eth0 = v.point(node, lbns, lbif["name"])
                 for svc in svcs:
-                    bks = self.backends(svc, net)
-                    if not bks:
-                        continue
-                    vip = svc["vips"][net]
-                    port = int(svc["target_ports"][0])
-                    fwmark = int(svc["fwmarks"].get(node, {}).get(net, 0))
-                    probes = [self.frame_probe("vip", src["name"], sif["name"], sif["mac"], lbif["mac"],
-                                               _ip(sif["addresses"][0]), vip, port, 1410, entry=node,
-                                               target=svc["name"], network=net)
-                              for _ in bks]
-                    pids = [p.id for p in probes]
-                    vm = self.vipmark_check(node, lbns, svc, vip, fwmark, {pid: [] for pid in pids}, lb_eth0, port)
-                    lb = self.lb_check(node, lbns, net, fwmark, bks, {pid: [vm.id] for pid in pids},
-                                       before=(lb_eth0, vip, port), after_point=lb_eth0)
-                    self.snat_check(node, lbns, net, {pid: [lb.id] for pid in pids}, before=(lb_eth0, vip, port),
-                                    after_point=lb_eth0)
+                    for proto, port in _vip_ports(svc):
+                        self.vip_probes(node, lbns, lbif, src, svc, net, proto, port)
+
+    def vip_probes(self, node: str, lbns: dict[str, Any], lbif: dict[str, Any], src: dict[str, Any],
+                   svc: dict[str, Any], net: str, proto: str, port: int) -> None:
+        """One probe per backend from a task on ``node`` to the service's VIP (``proto``/``port``), proving the
+        VIP MARK, the load balancer and the SNAT of ``lb_<net>``."""
+        v = self.v
+        bks = self.backends(svc, net)
+        if not bks:
+            return
+        sif = LabView.iface_on(src, net) or {}
+        lb_eth0 = v.point(node, lbns, lbif["name"])
+        vip = svc["vips"][net]
+        fwmark = int(svc["fwmarks"].get(node, {}).get(net, 0))
+        probes = [self.frame_probe("vip", src["name"], sif["name"], sif["mac"], lbif["mac"], _ip(sif["addresses"][0]),
+                                   vip, port, 1410, entry=node, target=svc["name"], network=net, proto=proto)
+                  for _ in bks]
+        pids = [p.id for p in probes]
+        vm = self.vipmark_check(node, lbns, svc, vip, fwmark, {pid: [] for pid in pids}, lb_eth0, port)
+        lb = self.lb_check(node, lbns, net, fwmark, bks, {pid: [vm.id] for pid in pids},
+                           before=(lb_eth0, vip, port), after_point=lb_eth0, proto=proto)
+        self.snat_check(node, lbns, net, {pid: [lb.id] for pid in pids}, before=(lb_eth0, vip, port),
+                        after_point=lb_eth0, proto=proto)
 
     def vipmark_check(self, node: str, lbns: dict[str, Any], svc: dict[str, Any], vip: str, fwmark: int,
                       probes: dict[str, list[str]], point: str, port: int) -> Check:
@@ -647,7 +654,8 @@ class _Planner:
             id=f"vipmark:{node}/{lbns['short']}:{vip}", kind="vipmark", node=node, namespace=lbns["short"],
             netns=lbns["name"], where=where, rule=text, present=r is not None,
             counter_key=_counter_key(lbns["name"], r) if r else None, probes=probes,
-            params=VipmarkParams(before_point=point, after_point=point, dst=vip, port=port, fwmark=fwmark)))
+            params=VipmarkParams(before_point=point, after_point=point, dst=vip, port=port, fwmark=fwmark,
+                                 lb_present=self.lb_of(node, lbns["name"], fwmark) is not None)))
 
     # -------------------------------------------------------------- server liveness
     def servers(self) -> None:
@@ -754,6 +762,45 @@ class _Planner:
                          peer=peer, network=net, learned=learned, encrypted=encrypted,
                          out_point=v.point(node, host, "eth0") if host and encrypted else "")
 
+    # -------------------------------------------------------------- host-mode ports
+    def host_mode(self) -> None:
+        """Host-mode ports: on each node running a task, a client probe to ``NODE:P`` must be DNATed by the
+        host's nat DOCKER rule to the task's docker_gwbridge address and target port."""
+        v = self.v
+        for svc in v.services:
+            for pub in [p for p in svc["published"] if p.get("mode") == "host"]:
+                for b in svc["backends"]:
+                    t = v.task(b["task"])
+                    host = v.ns(b["node"], "host")
+                    gw = LabView.iface_on(t[1], "docker_gwbridge") if t else None
+                    if t is None or host is None or gw is None or not v.alive(t[1]) or not v.alive(host):
+                        continue
+                    self.host_dnat_check(svc, pub, b["node"], host, t[1], gw)
+
+    def host_dnat_check(self, svc: dict[str, Any], pub: dict[str, Any], node: str, host: dict[str, Any],
+                        tns: dict[str, Any], gw: dict[str, Any]) -> None:
+        v, client = self.v, self.v.client
+        P, T, proto = int(pub["published"]), int(pub["target"]), str(pub["protocol"])
+        nd, ip = v.nodes[node], _ip(gw["addresses"][0])
+        p = self.frame_probe("host", client["netns"], "eth0", client["mac"], nd["mac"], client["ip"],
+                             nd["underlay_ip"], P, 1460, entry=node, target=svc["name"], network="docker_gwbridge",
+                             proto=proto)
+        hns = _model_ns(self.model, v, node, host["name"])
+        rs = [r for r in (hns.rules("nat", "DOCKER") if hns else []) if r.target == "DNAT" and r.dport == P
+              and r.proto == proto]
+        sfx = "" if proto == "tcp" else f"/{proto}"
+        exp = _plan_rules(self.plan, host["name"], f"hostdnat:{P}{sfx}")
+        r = rs[0] if rs else None
+        self.add(Check(
+            id=f"hostdnat:{node}:{P}{sfx}", kind="hostdnat", node=node, namespace="host", netns=host["name"],
+            where="nat DOCKER",
+            rule=r.text if r else (_expected_text(exp[0].args, exp[0].chain) if exp else
+                                   f"-A DOCKER ! -i docker_gwbridge -p {proto} -m {proto} --dport {P} -j DNAT "
+                                   f"--to-destination {ip}:{T}"),
+            present=r is not None, counter_key=_counter_key(host["name"], r) if r else None, probes={p.id: []},
+            params=DnatParams(before_point=v.point(node, host, "eth0"), after_point=v.point(node, tns, gw["name"]),
+                              dst=nd["underlay_ip"], to=ip, port=T, proto=proto)))
+
     # -------------------------------------------------------------- dnsrr services
     def dnsrr(self) -> None:
         """dnsrr services have no VIP: clients connect to the task addresses DNS returns. Per task, a SYN from
@@ -852,6 +899,7 @@ class _Planner:
         self.unpublished()
         self.vips()
         self.dnsrr()
+        self.host_mode()
         self.encryption()
         checks = sorted(self.checks.values(), key=lambda c: KIND_ORDER.index(c.kind))
         known = {c.id for c in checks}
@@ -870,6 +918,12 @@ class _Planner:
                 continue
             out.append({"point": cp["point"], "netns": cp["netns"], "iface": cp["iface"]})
         return out
+
+
+def _vip_ports(svc: dict[str, Any]) -> list[tuple[str, int]]:
+    """(protocol, port) VIP probes use: the TCP port, and each UDP port the tasks answer datagrams on."""
+    udp = svc.get("udp_ports") or sorted({int(p["target"]) for p in svc["published"] if p["protocol"] == "udp"})
+    return [("tcp", int(svc["target_ports"][0]))] + [("udp", int(p)) for p in udp]
 
 
 def _server_port(svc: dict[str, Any], net: str) -> tuple[str, int]:
@@ -944,5 +998,6 @@ def needed_probes(plan: VerifyPlan, need: set[str]) -> list[Probe]:
     passive = any(by_id[c].kind in ("fdb", "link", "xfrm") for c in need)
     for cid in need:
         ids.update(by_id[cid].probes)
-    return [p for p in plan.probes if p.id in ids or (passive and p.group in ("ingress", "vip", "server", "dnsrr"))]
+    return [p for p in plan.probes if p.id in ids or (passive and p.group in ("ingress", "vip", "server", "dnsrr",
+                                                                               "host"))]
 

@@ -32,7 +32,7 @@ from meshpkt.verify.types import Check, Probe, VerifyReport
 
 INJECTOR = Path(__file__).with_name("inject.py")
 MAX_RATE = 200.0
-GROUP_ORDER = ["server", "ingress", "unpublished", "vip", "dnsrr"]
+GROUP_ORDER = ["server", "ingress", "unpublished", "vip", "dnsrr", "host"]
 
 Progress = Callable[[str], None]
 
@@ -263,19 +263,24 @@ def schedule(probes: list[Probe], rate: float, start: float) -> dict[str, dict[s
 
 def verify(lab: str | None = None, *, keep: str | Path | None = None, rules: Sequence[str] | None = None,
            target_cluster: Sequence[str] | str | None = None, rate: float = 50.0, timeout: float = 1.0,
-           max_probes: int = 500, seed: int | None = None, progress: Progress | None = None) -> VerifyReport:
+           max_probes: int = 500, seed: int | None = None, progress: Progress | None = None,
+           ssh_config: str | Path | None = None, dry_run: bool = False,
+           show: Callable[[str], None] | None = None) -> VerifyReport:
     """Verify every rule on the expected paths of lab ``lab`` (default: the only lab that is up) with
     crafted probes, captures on both sides of each rule and counter deltas.
 
     ``keep``: directory for the dumps, pcaps and report (default: a temporary directory, removed).
     ``rules``: only the checks matching these patterns (and what they depend on). ``rate``: probes per
     second (<= 200), ``max_probes``: refuse plans with more. ``target_cluster``: explicit opt-in to probe
-    a real cluster's addresses (not implemented beyond this check). Raises NeedRootError without root.
+    a real cluster: its nodes ``[USER@]HOST[:PORT]`` reached over SSH (``ssh_config``; ``dry_run`` lists the
+    probes and sends nothing; see :mod:`meshpkt.verify.remote`). Raises NeedRootError without root (labs).
     """
-    if target_cluster:
-        addrs = parse_cluster(target_cluster)
-        raise UsageError(f"verifying a real cluster ({', '.join(addrs)}) is not implemented: only labs "
-                         "(--lab) can be verified; nothing was sent")
+    if target_cluster:  # a real cluster over SSH: meshpkt.verify.remote (docs/remote.md)
+        from meshpkt.verify.remote import verify_cluster
+
+        nodes = [target_cluster] if isinstance(target_cluster, str) else list(target_cluster)
+        return verify_cluster(nodes, ssh_config=ssh_config, dry_run=dry_run, keep=keep, rate=min(rate, 100.0),
+                              seed=seed, progress=progress, show=show)
     if not 0 < rate <= MAX_RATE:
         raise UsageError(f"rate must be in (0, {MAX_RATE:g}] probes/s")
     if os.geteuid() != 0:
@@ -342,33 +347,7 @@ def _verify(L: Any, status: dict[str, Any], existing: set[str], work: Path, rule
     t = time.monotonic()
     before = snapshot_counters(counter_ns)
     und_before = underlay_rules(und) if und in existing else []
-    conns: dict[str, dict[str, Any]] = {}
-    frames = [p for p in probes if p.kind == "frame"]
-    conn_probes = [p for p in probes if p.kind == "conn"]
-    say(f"probing: {len(frames)} crafted SYNs/datagrams + {len(conn_probes)} MTU connections, "
-        f"captures at {len(vp.points)} points")
-    inj = Injectors()
-    with CaptureSession(vp.points, work / "pcap") as cap:
-        timings["capture_start"] = time.monotonic() - t
-        t = time.monotonic()
-        try:
-            if frames:
-                jobs = schedule(frames, rate, time.monotonic() + 0.3)
-                inj.run(jobs, timeout=30 + len(frames) / rate)
-                time.sleep(max(0.2, min(timeout, 1.0) * 0.4))
-            if conn_probes:
-                # forget path MTUs the client learned earlier: measure the path as it is now
-                for ns in sorted({p.netns for p in conn_probes}):
-                    _run(["ip", "-n", ns, "route", "flush", "cache"])
-                jobs = schedule(conn_probes, rate, time.monotonic() + 0.3)
-                for res in inj.run(jobs, timeout=30 + len(conn_probes) / rate).values():
-                    for c in res.get("conns", []):
-                        conns[c["id"]] = c
-                time.sleep(0.2)
-        finally:
-            inj.kill()
-        timings["probes"] = time.monotonic() - t
-        files = cap.files()
+    files, conns = _probe(vp, probes, work, rate, timeout, say, timings, t)
     after = snapshot_counters(counter_ns)
     und_after = underlay_rules(und) if und in existing else []
     for r in und_after:
@@ -397,10 +376,43 @@ def _verify(L: Any, status: dict[str, Any], existing: set[str], work: Path, rule
     return report
 
 
+def _probe(vp: VerifyPlan, probes: list[Probe], work: Path, rate: float, timeout: float, say: Progress,
+           timings: dict[str, float], t: float) -> tuple[list[tuple[str, Path]], dict[str, dict[str, Any]]]:
+    """Capture at every point of ``vp`` while the frames, then the MTU connections, are injected.
+    Returns the pcap files and the connections' results."""
+    conns: dict[str, dict[str, Any]] = {}
+    frames = [p for p in probes if p.kind == "frame"]
+    conn_probes = [p for p in probes if p.kind == "conn"]
+    say(f"probing: {len(frames)} crafted SYNs/datagrams + {len(conn_probes)} MTU connections, "
+        f"captures at {len(vp.points)} points")
+    inj = Injectors()
+    with CaptureSession(vp.points, work / "pcap") as cap:
+        timings["capture_start"] = time.monotonic() - t
+        t = time.monotonic()
+        try:
+            if frames:
+                jobs = schedule(frames, rate, time.monotonic() + 0.3)
+                inj.run(jobs, timeout=30 + len(frames) / rate)
+                time.sleep(max(0.2, min(timeout, 1.0) * 0.4))
+            if conn_probes:
+                # forget path MTUs the client learned earlier: measure the path as it is now
+                for ns in sorted({p.netns for p in conn_probes}):
+                    _run(["ip", "-n", ns, "route", "flush", "cache"])
+                jobs = schedule(conn_probes, rate, time.monotonic() + 0.3)
+                for res in inj.run(jobs, timeout=30 + len(conn_probes) / rate).values():
+                    for c in res.get("conns", []):
+                        conns[c["id"]] = c
+                time.sleep(0.2)
+        finally:
+            inj.kill()
+        timings["probes"] = time.monotonic() - t
+        return list(cap.files()), conns
+
+
 def _path_order(checks: list[Check]) -> list[Check]:
     """Rows in path order: dnat, unpublished, mark, lb, snat, fdb, link, redirect, server, vipmark ..., mtu."""
-    order = ["dnat", "unpublished", "mark", "vipmark", "lb", "snat", "fdb", "link", "xfrm", "redirect", "server",
-             "dnsrr", "mtu"]
+    order = ["dnat", "hostdnat", "unpublished", "mark", "vipmark", "lb", "snat", "fdb", "link", "xfrm", "redirect",
+             "server", "dnsrr", "mtu"]
     return sorted(checks, key=lambda c: (order.index(c.kind) if c.kind in order else 99,
                                          c.node, c.namespace, c.id))
 

@@ -61,6 +61,9 @@ class StepParams(Params):
     fwmark: int = 0
     subnet: str = ""
     proto: str = "tcp"
+    lb_present: bool | None = None
+    """mark/vipmark: whether the load balancer of ``fwmark`` is in the dumps (without it a set mark is
+    invisible: nothing is balanced either way)."""
 
 
 @dataclass

@@ -86,7 +86,8 @@ def vxlan_packets(draw: st.DrawFn) -> Built:
         s, d = draw(st.sampled_from(VTEP6)), draw(st.sampled_from(VTEP6))
         outer = IPv6(src=s, dst=d, hlim=64)
         u = l3off + 40
-        row.update(outer_ipver=6, outer_src6=ipaddress.IPv6Address(s).packed, outer_dst6=ipaddress.IPv6Address(d).packed)
+        row.update(outer_ipver=6, outer_src6=ipaddress.IPv6Address(s).packed,
+                   outer_dst6=ipaddress.IPv6Address(d).packed)
     else:
         s, d = draw(st.sampled_from(VTEP4)), draw(st.sampled_from(VTEP4))
         nopts = draw(st.sampled_from([0, 0, 4, 8]))

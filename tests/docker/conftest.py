@@ -1,5 +1,5 @@
 """One real Docker Swarm (Debian's docker.io: three dockerd, each in its node's namespace) shared by the
-``docker`` tests, built from the default lab spec, plus the namespace lab of the same spec for the fidelity
+``docker`` tests (package scope: it is gone before other packages' tests run), built from the default lab spec, plus the namespace lab of the same spec for the fidelity
 comparison. The swarm is dumped with ``meshpkt collect`` before and after its routing mesh is completed.
 
 Skips (with the reason) only when dockerd cannot run here: not root, docker.io / busybox-static not
@@ -43,7 +43,7 @@ def _namespace_lab(tmp: Path) -> tuple[dict[str, Any], Path]:
     """The namespace lab of the same spec: status + collect dumps (the lab is removed again)."""
     from meshpkt.rules.collect import collect
 
-    name = f"f{uuid.uuid4().hex[:6]}"
+    name = f"fk{uuid.uuid4().hex[:6]}"
     lab = Lab(name)
     try:
         status = lab.up(LabSpec(name=name))
@@ -53,7 +53,7 @@ def _namespace_lab(tmp: Path) -> tuple[dict[str, Any], Path]:
     return status, tmp / "lab"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[types.SimpleNamespace]:
     """The shared swarm: ``lab``, ``before``/``after`` status and dump dirs, ``refused`` (curl results to
     each node's published port before completion), ``completed`` (node -> state), ``lab_status``/``lab_dumps``."""
@@ -61,7 +61,7 @@ def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[types.SimpleName
     if reason:
         pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("swarm")
-    name = f"d{uuid.uuid4().hex[:6]}"
+    name = f"dk{uuid.uuid4().hex[:6]}"
     lab = DockerLab(name)
     try:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from meshpkt.lab import LabSpec, PortSpec, ServiceSpec
-from meshpkt.lab.docker import NETNS_DIR, DockerLab
+from meshpkt.lab.docker import MESH_COMPLETED, MESH_DOCKER, NETNS_DIR, DockerLab
 from meshpkt.lab.dockerd import leftover_cgroups
 
 from .conftest import docker_skip_reason
@@ -41,16 +41,33 @@ def _pids_in(netns_files: list[Path]) -> set[int]:
     return out
 
 
-def test_down_after_a_dockerd_crash_leaves_nothing() -> None:
+def test_status_of_a_missing_docker_lab_is_one_line() -> None:
+    r = subprocess.run([sys.executable, "-m", "meshpkt", "lab", "status", "--docker", "--name", "nosuchlab"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "nosuchlab" in r.stderr
+
+
+def test_up_complete_and_down_after_a_dockerd_crash_leave_nothing(tmp_path: Path) -> None:
     reason = docker_skip_reason()
     if reason:
         pytest.skip(reason)
-    name = f"k{uuid.uuid4().hex[:6]}"
-    spec = LabSpec(name=name, nodes=2, overlays=(),
-                   services=(ServiceSpec("web", replicas=2, publish=(PortSpec(9091, 80),)),))
+    name = f"dl{uuid.uuid4().hex[:6]}"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("nodes: 2\noverlays: []\nservices:\n  - {name: web, replicas: 2, publish: ['9091:80']}\n")
     lab = DockerLab(name)
     try:
-        status = lab.up(spec)
+        r = subprocess.run([sys.executable, "-m", "meshpkt", "lab", "up", str(spec), "--docker", "--complete-mesh",
+                            "--name", name, "--json"], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        status = json.loads(r.stdout)
+        assert status["backend"] == "docker" and len(status["services"][0]["backends"]) == 2
+        assert set(status["routing_mesh"].values()) <= {MESH_COMPLETED, MESH_DOCKER}
+        answers = {subprocess.run(["ip", "netns", "exec", f"{name}-client", "curl", "-sS", "-m", "3",
+                                   f"http://{status['nodes'][1]['underlay_ip']}:9091/"],
+                                  capture_output=True, text=True).stdout.split(", task ")[-1].split(" ")[0]
+                   for _ in range(2)}
+        assert answers == {"web.1", "web.2"}
         ours = sorted(NETNS_DIR.glob(f"{name}-*"))
         pids = _pids_in(ours) | {b_pid for s in status["services"] for b_pid in
                                  (ns["task"]["pid"] for nd in status["nodes"] for ns in nd["namespaces"]

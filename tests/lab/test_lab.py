@@ -48,7 +48,8 @@ def lab() -> Iterator[tuple[Lab, dict[str, Any]]]:
         yield lab, status
     finally:
         lab.down()
-        assert list_netns() == before
+        assert not lab_namespaces(name) and set(list_netns()) - set(before) <= {
+            n for n in list_netns() if not n.startswith(f"{name}-")}
 
 
 def test_up_status(lab: tuple[Lab, dict[str, Any]], record_property: Any) -> None:

@@ -172,3 +172,43 @@ def test_dns_answers_like_docker(p):
     aaaa = dns_response(_query("backend", 28), rec)
     assert aaaa is not None and struct.unpack("!H", aaaa[6:8])[0] == 0 and aaaa[3] & 0x0F == 0
     assert dns_response(b"\x00\x01", rec) is None
+
+
+def test_udp_host_mode_and_dual_stack_specs() -> None:
+    assert PortSpec.parse("5300:53/udp") == PortSpec(5300, 53, "udp")
+    assert PortSpec.parse("mode=host,published=8080,target=80,protocol=udp") == PortSpec(8080, 80, "udp", "host")
+    s = LabSpec.from_dict({"services": [
+        {"name": "dns", "replicas": 3, "publish": ["53:53/udp", "53:53"], "networks": ["my-overlay"]},
+        {"name": "h", "replicas": 2, "publish": [{"published": 8080, "target": 80, "mode": "host"}]}]})
+    p = plan(s)
+    dns, h = p.services
+    assert dns["target_ports"] == [53] and dns["udp_ports"] == [53]
+    assert [x["protocol"] for x in dns["published"]] == ["udp", "tcp"]
+    assert h["networks"] == [] and h["published"] == [{"published": 8080, "target": 80, "protocol": "tcp",
+                                                       "mode": "host"}]
+    host = iptables_restore_text(p.find("node2", "host"))
+    assert "-A DOCKER-INGRESS -p udp -m udp --dport 53 -j DNAT --to-destination 172.18.0.2:53" in host
+    assert "-A DOCKER-INGRESS -p tcp -m tcp --dport 53 -j DNAT --to-destination 172.18.0.2:53" in host
+    assert "-A DOCKER ! -i docker_gwbridge -p tcp -m tcp --dport 8080 -j DNAT --to-destination" in host
+    task = iptables_restore_text(p.find("node1", "dns.1"))
+    assert "-p udp -m udp --dport 53 -j REDIRECT --to-ports 53" in task
+    for bad in ({"services": [{"name": "a", "publish": ["1:1/udp", "1:2/udp"]}]},
+                {"services": [{"name": "a", "replicas": 4, "publish": ["mode=host,published=1,target=1"]}]},
+                {"overlays": [{"subnet6": "fd00::/64"}, {"name": "b", "subnet": "10.0.2.0/24", "vni": 9,
+                                                          "subnet6": "fd00::/48"}]},
+                {"overlays": [{"subnet6": "10.0.0.0/8"}]}):
+        with pytest.raises(UsageError):
+            LabSpec.from_dict(bad)
+
+
+def test_dual_stack_plan() -> None:
+    p = plan(LabSpec.from_dict({"overlays": [{"subnet6": "fd00:0:0:1::/64"}]}))
+    t = next(t for t in p.tasks if "my-overlay" in t.ips)
+    off = int(t.ips["my-overlay"].rsplit(".", 1)[1])
+    assert t.ips6 == {"my-overlay": f"fd00:0:0:1::{off:x}"}
+    ns = p.find(t.node, t.name)
+    assert ns.iface(t.ifaces["my-overlay"]).addresses6 == [f"fd00:0:0:1::{off:x}/64"]
+    assert ns.sysctls[f"net.ipv6.conf.{t.ifaces['my-overlay']}.disable_ipv6"] == "0"
+    assert ns.sysctls["net.ipv6.conf.eth1.disable_ipv6"] == "1"  # docker_gwbridge stays IPv4 only
+    ov = next(x for x in p.namespaces if x.role == "overlay" and x.network == "my-overlay" and x.node != t.node)
+    assert f"neigh add fd00:0:0:1::{off:x} lladdr {t.macs['my-overlay']} dev vxlan0 nud permanent" in ov.neigh

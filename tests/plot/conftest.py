@@ -1,11 +1,9 @@
 """Fixtures for the figure tests: crafted ingress captures (from tests/flows/conftest.py), a hand-written
-lab status for them, the shipped lab captures when present, and helpers that inspect Figures."""
+lab status for them, the shipped lab captures, and helpers that inspect Figures."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,24 +11,9 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-FLOWS_CONFTEST = ROOT / "tests" / "flows" / "conftest.py"
-SHIPPED = ROOT / "captures" / "ingress-3node"
+from tests.fixtures import SHIPPED_STATUS, flows_synth, require
 
-
-def _load_synth() -> Any:
-    name = "meshpkt_tests_flows_synth"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, FLOWS_CONFTEST)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses need the module registered
-    spec.loader.exec_module(mod)
-    return mod
-
-
-synth = _load_synth()
+synth = flows_synth()
 Conn = synth.Conn
 
 
@@ -162,12 +145,10 @@ def long_analysis(tmp_path: Path) -> Callable[[int], Any]:
 
 @pytest.fixture(scope="session")
 def shipped_analysis() -> Any:
-    """Analysis of the lab captures shipped under captures/ingress-3node (skip when absent)."""
-    if not (SHIPPED / "status.json").is_file():
-        pytest.skip(f"no shipped lab captures at {SHIPPED} (make them with captures/make_captures.sh)")
+    """Analysis of the lab captures shipped under captures/ingress-3node."""
     from meshpkt.flows import analyze
 
-    return analyze([SHIPPED])
+    return analyze([require(SHIPPED_STATUS).parent])
 
 
 # ---------------------------------------------------------------------------------------------- figure helpers

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures import MESHLAB_DUMPS, REPO, require
+
+ROOT = REPO
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,9 +92,7 @@ def test_help_does_not_import_matplotlib():
 
 
 def test_topology_from_dumps(tmp_path):
-    dumps = ROOT / "tests" / "rules" / "data" / "meshlab"
-    if not dumps.is_dir():
-        pytest.skip(f"no dump fixtures at {dumps}")
+    dumps = require(MESHLAB_DUMPS)
     out = tmp_path / "topo.svg"
     r = run("--topology", str(dumps), "--out", str(out))
     assert r.returncode == 0, r.stderr

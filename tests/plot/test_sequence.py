@@ -95,21 +95,34 @@ def test_dropped_packets_end_in_a_cross(make_analysis, figtools):
     assert figtools.overlapping_texts(fig) == []
 
 
-def test_drop_with_topology_shows_the_missing_hop(make_analysis, figtools):
-    conns = [figtools.Conn("node1", "10.0.0.6", 51883, 57786, drop_after="node1.host.eth0")]
+def test_drop_with_topology_ends_at_the_point_flows_names(make_analysis, figtools):
+    # dropped inside the entry node's ingress_sbox: the requests end in a cross where flows says they died
+    conns = [figtools.Conn("node1", "10.0.0.6", 51883, 57786, drop_after="node1.ingress_sbox.eth1")]
     a = make_analysis(conns, status=True)
     missing = a.connections.iloc[0]["missing_at"]
-    if missing != "node2.host.eth0":
-        pytest.skip(f"flows names {missing!r} as missing, not node2.host.eth0")
+    assert missing == "node1.ingress_sbox.eth1"
     fig = sequence_diagram(a, 1)
     m = sequence_model(a, 1)
-    assert m.lanes[-1].ghost and m.lanes[-1].point == "node2.host.eth0"
-    assert "never seen" in _texts(fig, figtools, "lane-header")
+    assert not any(ln.ghost for ln in m.lanes) and m.lanes[-1].point == missing
     crosses = _lost_crosses(fig, figtools)
     lanes = figtools.by_gid(fig, "lane", Line2D)
     assert len(crosses) == 3
-    assert all(c.get_xdata()[0] == pytest.approx(lanes[-2].get_xdata()[0]) for c in crosses)
+    assert all(c.get_xdata()[0] == pytest.approx(lanes[-1].get_xdata()[0]) for c in crosses)
     assert figtools.overlapping_texts(fig) == []
+
+
+def test_a_missing_point_never_seen_becomes_a_ghost_lane():
+    from types import SimpleNamespace
+
+    from meshpkt.plot.sequence import Lane, _ghost_lane
+
+    lanes = [Lane("client.host.eth0", "client", "client", False), Lane("node1.host.eth0", "node1", "host", False)]
+    conn = {"missing_at": "node1.ingress_sbox.eth1"}
+    _ghost_lane(SimpleNamespace(topology=None), conn, lanes)  # type: ignore[arg-type]
+    assert [(ln.point, ln.node, ln.role, ln.ghost) for ln in lanes[2:]] == [
+        ("node1.ingress_sbox.eth1", "node1", "ingress_sbox", True)]
+    _ghost_lane(SimpleNamespace(topology=None), {"missing_at": "node1.host.eth0"}, lanes)  # type: ignore[arg-type]
+    assert len(lanes) == 3  # a point already drawn is not added twice
 
 
 def test_long_connection_is_summarised(long_analysis, figtools):

@@ -11,6 +11,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from meshpkt.errors import UsageError
 from meshpkt.plot import topology_diagram
+from tests.fixtures import MESHLAB_DUMPS, SHIPPED_STATUS, require
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +74,7 @@ def test_planned_lab(planned_status, figtools):
 
 
 def test_shipped_status(figtools):
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "captures" / "ingress-3node" / "status.json"
-    if not path.is_file():
-        pytest.skip(f"no shipped lab status at {path}")
-    s = json.loads(path.read_text())
+    s = json.loads(require(SHIPPED_STATUS).read_text())
     fig = topology_diagram(s)
     assert len(figtools.by_gid(fig, "iface", FancyBboxPatch)) == _chips_expected(s)
     assert figtools.overlapping_texts(fig) == []
@@ -110,15 +106,10 @@ def test_bad_documents(bad):
 def test_from_dumps_matches_the_planned_lab(planned_status, figtools):
     """The dumps under tests/rules/data/meshlab were taken from the default lab: the picture drawn from
     them has the same interfaces and links as the one drawn from the lab's own status, less the client."""
-    from pathlib import Path
-
     from meshpkt.plot.topology import status_from_model
     from meshpkt.rules.model import load_dumps
 
-    dumps = Path(__file__).resolve().parents[1] / "rules" / "data" / "meshlab"
-    if not dumps.is_dir():
-        pytest.skip(f"no dump fixtures at {dumps}")
-    model = load_dumps(dumps)
+    model = load_dumps(require(MESHLAB_DUMPS))
     s = status_from_model(model)
     assert [n["underlay_ip"] for n in s["nodes"]] == ["10.211.55.10", "10.211.55.18", "10.211.55.22"]
     assert [(n["vni"], n["subnet"]) for n in s["networks"] if n["vni"]] == [(4096, "10.0.0.0/24"),

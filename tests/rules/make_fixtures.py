@@ -1,6 +1,6 @@
 """Regenerate the real-tool fixtures of ``tests/rules/data`` from a throw-away mini lab (root).
 
-    python3 tests/rules/make_fixtures.py
+    python3 -m tests.rules.make_fixtures        (from the repository root)
 
 Writes ``data/lab/`` (the output of ``collect --lab``) and ``data/lab_extra/`` (other listings
 of the same namespaces: ``iptables -L`` variants, ``iptables -S``).
@@ -9,17 +9,14 @@ of the same namespaces: ``iptables -L`` variants, ``iptables -S``).
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import uuid
 from pathlib import Path
 
+from meshpkt.rules.collect import collect
+from tests.rules import minilab
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import minilab  # noqa: E402
-
-from meshpkt.rules.collect import collect  # noqa: E402
 
 EXTRA = {
     "host": [("iptables-L-nat-vx-linenumbers.txt", ["iptables", "-L", "-n", "-v", "-x", "--line-numbers", "-t", "nat"]),

@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import minilab  # noqa: E402
-
-from meshpkt.errors import NeedRootError, UsageError  # noqa: E402
-from meshpkt.rules.collect import collect, map_netns_names  # noqa: E402
-from meshpkt.rules.explain import explain  # noqa: E402
-from meshpkt.rules.iptables import parse_iptables_list, parse_iptables_save  # noqa: E402
-from meshpkt.rules.model import Role, load_dumps  # noqa: E402
+from meshpkt.errors import NeedRootError, UsageError
+from meshpkt.rules.collect import collect, map_netns_names
+from meshpkt.rules.explain import explain
+from meshpkt.rules.iptables import parse_iptables_list, parse_iptables_save
+from meshpkt.rules.model import Role, load_dumps
+from tests.rules import minilab
 
 LAB_NAMES = ["mesh-node1", "mesh-node1-ingress_sbox", "mesh-node1-1-kqe3y08348", "mesh-node1-lb_kqe3y0834",
              "mesh-node1-dfbc0845c453", "mesh-node2", "mesh-node2-ingress_sbox", "mesh-underlay", "mesh-client",

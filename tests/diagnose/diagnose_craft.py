@@ -83,12 +83,13 @@ Mutate = Callable[[str, Packet], Packet]
 
 def segment(cap: Capture, seg: TcpSegment, t: int, direction: str = "request", *, topo: IngressTopology = TOPO,
             stop_after: str | None = None, start_at: str | None = None, mutate: Mutate | None = None) -> None:
-    """Write one segment at every point of its path (from ``start_at``, up to ``stop_after``)."""
+    """Write one segment at every point of its path (from ``start_at``, a point or a hop name such as
+    ``node_eth0``, up to the point ``stop_after``)."""
     hops = {h.point: h.packet for h in ingress_path(seg, topo, direction)}  # type: ignore[arg-type]
     started = start_at is None
     for k, (hop, point) in enumerate(_points(direction)):
         if not started:
-            started = point == start_at
+            started = start_at in (point, hop)
             if not started:
                 continue
         pkt = hops[hop].copy()
