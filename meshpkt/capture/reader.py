@@ -81,6 +81,9 @@ class CaptureBuffer:
     iface_names: list[str] = field(default_factory=list)
     iface_linktypes: list[int] = field(default_factory=list)
     problems: list[CaptureProblem] = field(default_factory=list)
+    #: per record: TS_OK, TS_ABSENT (a pcapng simple packet block) or TS_RANGE (does not fit
+    #: int64 nanoseconds since the epoch; ``ts_ns`` is 0 there); None: every one TS_OK
+    ts_flags: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.data_off.shape[0])
@@ -339,6 +342,44 @@ def _pcap_tail_message(buf: np.ndarray, n: int, pos: int, swapped: bool) -> str:
 # ------------------------------------------------------------------------------- pcapng
 
 
+TS_OK, TS_ABSENT, TS_RANGE = 0, 1, 2
+_I64_MAX = 2**63 - 1
+
+
+def _ts_fits(raw: np.ndarray, resol: int, tsoff: int) -> np.ndarray:
+    """Which raw pcapng timestamps (non-negative) convert to int64 ns without overflow."""
+    if resol & 0x80:
+        scale = 1e9 / 2.0 ** (resol & 0x7F)
+    else:
+        scale = 10.0 ** (9 - resol)
+    approx = raw.astype(np.float64) * scale + float(tsoff) * 1e9
+    fits = (approx < 9.2e18) & (approx > -9.2e18)
+    if not (resol & 0x80) and resol <= 9:  # exact for the common decimal resolutions
+        fits &= raw <= (_I64_MAX - max(tsoff, 0) * 1_000_000_000) // 10 ** (9 - resol)
+    return fits
+
+
+def _pcapng_times(raw: np.ndarray, ifs: np.ndarray, resols: list[int],
+                  tsoffs: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(ts_ns, TS_* flags) of raw pcapng timestamps: -1 marks a simple packet block (no
+    timestamp), another negative value a 64-bit count above 2**63 (does not fit)."""
+    ts_ns = np.zeros(raw.shape[0], np.int64)
+    flags = np.where(raw == -1, TS_ABSENT, np.where(raw < 0, TS_RANGE, TS_OK)).astype(np.uint8)
+    for g in range(len(resols)):
+        m = (ifs == g) & (flags == TS_OK)
+        if not m.any():
+            continue
+        r = raw[m]
+        fits = _ts_fits(r, resols[g], tsoffs[g])
+        with np.errstate(over="ignore"):
+            conv = _tsresol_to_ns(np.where(fits, r, 0), resols[g]) + tsoffs[g] * 1_000_000_000
+        ts_ns[m] = np.where(fits, conv, 0)
+        sub = flags[m]
+        sub[~fits] = TS_RANGE
+        flags[m] = sub
+    return ts_ns, flags
+
+
 def _tsresol_to_ns(raw: np.ndarray, resol: int) -> np.ndarray:
     if resol & 0x80:
         k = resol & 0x7F
@@ -350,114 +391,127 @@ def _tsresol_to_ns(raw: np.ndarray, resol: int) -> np.ndarray:
     return raw // (10 ** (resol - 9))
 
 
-def _read_pcapng(buf: np.ndarray, n: int, path: str) -> CaptureBuffer:
-    from meshpkt.capture import _scan
+class _Pcapng:
+    """The state of a pcapng scan: interfaces so far, record arrays, problems."""
 
+    def __init__(self, buf: np.ndarray, n: int, path: str) -> None:
+        self.buf, self.n, self.path = buf, n, path
+        self.names: list[str] = []
+        self.lts: list[int] = []
+        self.resols: list[int] = []
+        self.tsoffs: list[int] = []
+        self.problems: list[CaptureProblem] = []
+        self.arrays = [np.empty(CAP0, np.int64) for _ in range(6)]  # roff, doff, ts, cl, wl, ifs
+        self.swapped = False
+        self.n_if = 0
+        self.base = 0
+        self.sections = 0
+        self.status = 0
+
+    def _u32(self, at: int) -> int:
+        return int(struct.unpack((">" if self.swapped else "<") + "I", self.buf[at:at + 4].tobytes())[0])
+
+    def section(self, pos: int) -> int | None:
+        """A section header block at pos: the next position, or None when it is damaged (the
+        caller resynchronises; in the first section that is fatal)."""
+        from meshpkt.capture import _scan
+
+        bom = self.buf[pos + 8:pos + 12].tobytes()
+        if bom not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
+            if self.sections == 0:
+                raise CaptureError("not a pcapng file (bad byte-order magic in the section header)",
+                                   self.path, offset=pos)
+            self.status = _scan.BAD
+            return None
+        new_swapped = bom == b"\x1a\x2b\x3c\x4d"
+        blen = struct.unpack(">I" if new_swapped else "<I", self.buf[pos + 4:pos + 8].tobytes())[0]
+        if blen < 28 or blen % 4 or pos + blen > self.n:
+            if self.sections == 0:
+                raise CaptureError("pcapng section header block damaged", self.path, offset=pos)
+            self.status = _scan.BAD if pos + blen <= self.n else _scan.SHORT
+            return None
+        self.swapped = new_swapped
+        self.sections += 1
+        self.base = len(self.names)
+        self.n_if = 0
+        return int(pos + blen)
+
+    def interface(self, pos: int) -> int:
+        """An interface description block at pos: the next position."""
+        end = ">" if self.swapped else "<"
+        blen = self._u32(pos + 4)
+        lt, _res, _snap = struct.unpack(end + "HHI", self.buf[pos + 8:pos + 16].tobytes())
+        name, resol, tsoff = _idb_options(self.buf[pos + 16:pos + blen - 4].tobytes(), end)
+        self.names.append(name)
+        self.lts.append(int(lt))
+        self.resols.append(resol)
+        self.tsoffs.append(tsoff)
+        self.n_if += 1
+        return pos + blen
+
+    def damaged(self, pos: int, cnt: int, short: bool) -> int | None:
+        """Resynchronise after a bad block at pos: the next good position, or None at the end."""
+        from meshpkt.capture import _scan
+
+        q = int(_scan.resync_pcapng(self.buf, self.n, pos + 1, self.swapped))
+        if q < 0:
+            left = self.n - pos
+            msg = (f"truncated last block: only {left} bytes present" if short
+                   else f"damaged data: no valid block in the last {left} bytes; ignored")
+            self.problems.append(CaptureProblem(self.path, cnt, pos, msg))
+            return None
+        self.problems.append(CaptureProblem(self.path, cnt, pos, f"damaged data: invalid block, skipped "
+                                                                 f"{q - pos} bytes up to byte offset {q} and resumed"))
+        return q
+
+    def scan(self) -> int:
+        """Walk every block; the number of packet records."""
+        from meshpkt.capture import _scan
+
+        pos, cnt = 0, 0
+        while True:
+            before = cnt
+            roff, doff, ts, cl, wl, ifs = self.arrays
+            self.status, cnt, pos, _ = _scan.scan_pcapng(self.buf, self.n, pos, self.swapped, self.n_if,
+                                                         roff, doff, ts, cl, wl, ifs, cnt)
+            if cnt > before and self.base:
+                self.arrays[5][before:cnt] += self.base
+            nxt: int | None = None
+            if self.status == _scan.OK_END:
+                return cnt
+            if self.status == _scan.FULL:
+                self.arrays = _grow(self.arrays, cnt, 0, pos, self.n)
+                continue
+            if self.status == _scan.NEED_PY:
+                is_shb = self.buf[pos:pos + 4].tobytes() == PCAPNG_SHB
+                nxt = self.section(pos) if is_shb else self.interface(pos)
+            elif self.status == _scan.BAD_IFACE:
+                self.problems.append(CaptureProblem(self.path, cnt, pos, f"packet block names an interface "
+                                                    f"not described in its section ({self.n_if} interfaces); skipped"))
+                nxt = pos + self._u32(pos + 4)
+            if nxt is None:
+                nxt = self.damaged(pos, cnt, self.status == _scan.SHORT)
+                if nxt is None:
+                    return cnt
+            pos = nxt
+
+
+def _read_pcapng(buf: np.ndarray, n: int, path: str) -> CaptureBuffer:
     if n < 28:
         raise CaptureError(f"pcapng section header truncated ({n} bytes)", path, offset=0)
-    names: list[str] = []
-    lts: list[int] = []
-    resols: list[int] = []
-    tsoffs: list[int] = []
-    problems: list[CaptureProblem] = []
-    cap0 = CAP0
-    roff = np.empty(cap0, np.int64)
-    doff = np.empty(cap0, np.int64)
-    ts = np.empty(cap0, np.int64)
-    cl = np.empty(cap0, np.int64)
-    wl = np.empty(cap0, np.int64)
-    ifs = np.empty(cap0, np.int64)
-    pos, cnt = 0, 0
-    swapped = False
-    n_if = 0
-    base = 0
-    sections = 0
-    while True:
-        before = cnt
-        st, cnt, pos, _ = _scan.scan_pcapng(buf, n, pos, swapped, n_if, roff, doff, ts, cl, wl, ifs, cnt)
-        if cnt > before and base:
-            ifs[before:cnt] += base
-        if st == _scan.OK_END:
-            break
-        if st == _scan.FULL:
-            roff, doff, ts, cl, wl, ifs = _grow([roff, doff, ts, cl, wl, ifs], cnt, 0, pos, n)
-            continue
-        if st == _scan.NEED_PY:
-            btype = buf[pos:pos + 4].tobytes()
-            if btype == PCAPNG_SHB:
-                bom = buf[pos + 8:pos + 12].tobytes()
-                if bom == b"\x4d\x3c\x2b\x1a":
-                    new_swapped = False
-                elif bom == b"\x1a\x2b\x3c\x4d":
-                    new_swapped = True
-                else:
-                    if sections == 0:
-                        raise CaptureError("not a pcapng file (bad byte-order magic in the section header)",
-                                           path, offset=pos)
-                    st = _scan.BAD
-                    new_swapped = swapped
-                if st == _scan.NEED_PY:
-                    blen = struct.unpack(">I" if new_swapped else "<I", buf[pos + 4:pos + 8].tobytes())[0]
-                    if blen < 28 or blen % 4 or pos + blen > n:
-                        if sections == 0:
-                            raise CaptureError("pcapng section header block damaged", path, offset=pos)
-                        st = _scan.BAD if pos + blen <= n else _scan.SHORT
-                    else:
-                        swapped = new_swapped
-                        sections += 1
-                        base = len(names)
-                        n_if = 0
-                        pos += blen
-                        continue
-            else:  # IDB
-                end = ">" if swapped else "<"
-                blen = struct.unpack(end + "I", buf[pos + 4:pos + 8].tobytes())[0]
-                lt, _res, _snap = struct.unpack(end + "HHI", buf[pos + 8:pos + 16].tobytes())
-                name, resol, tsoff = _idb_options(buf[pos + 16:pos + blen - 4].tobytes(), end)
-                names.append(name)
-                lts.append(int(lt))
-                resols.append(resol)
-                tsoffs.append(tsoff)
-                n_if += 1
-                pos += blen
-                continue
-        if st == _scan.BAD_IFACE:
-            end = ">" if swapped else "<"
-            blen = struct.unpack(end + "I", buf[pos + 4:pos + 8].tobytes())[0]
-            problems.append(CaptureProblem(path, cnt, pos, f"packet block names an interface not described "
-                                                           f"in its section ({n_if} interfaces); skipped"))
-            pos += blen
-            continue
-        # BAD or SHORT
-        q = int(_scan.resync_pcapng(buf, n, pos + 1, swapped))
-        if q < 0:
-            left = n - pos
-            if st == _scan.SHORT:
-                msg = f"truncated last block: only {left} bytes present"
-            else:
-                msg = f"damaged data: no valid block in the last {left} bytes; ignored"
-            problems.append(CaptureProblem(path, cnt, pos, msg))
-            break
-        problems.append(CaptureProblem(path, cnt, pos, f"damaged data: invalid block, skipped {q - pos} bytes "
-                                                       f"up to byte offset {q} and resumed"))
-        pos = q
+    ng = _Pcapng(buf, n, path)
+    cnt = ng.scan()
+    roff, doff, ts, cl, wl, ifs = ng.arrays
     ifs_a = ifs[:cnt].astype(np.int32)
-    raw = ts[:cnt]
-    ts_ns = np.zeros(cnt, np.int64)
-    for g in range(len(names)):
-        m = ifs_a == g
-        if not m.any():
-            continue
-        r = raw[m]
-        conv = _tsresol_to_ns(np.where(r < 0, 0, r), resols[g]) + tsoffs[g] * 1_000_000_000
-        ts_ns[m] = np.where(r < 0, 0, conv)
-    lt_arr = np.asarray(lts, dtype=np.uint16)[ifs_a] if lts else np.zeros(cnt, np.uint16)
-    _check_linktypes(path, lts, ifs_a, roff[:cnt])
+    ts_ns, ts_flags = _pcapng_times(ts[:cnt], ifs_a, ng.resols, ng.tsoffs)
+    lt_arr = np.asarray(ng.lts, dtype=np.uint16)[ifs_a] if ng.lts else np.zeros(cnt, np.uint16)
+    _check_linktypes(path, ng.lts, ifs_a, roff[:cnt])
     return CaptureBuffer(
         path=path, format="pcapng", buffer=buf[:n], data_off=doff[:cnt].copy(),
         caplen=cl[:cnt].astype(np.uint32), wirelen=wl[:cnt].astype(np.uint32), ts_ns=ts_ns,
         linktype=lt_arr, iface=ifs_a, record_off=roff[:cnt].copy(),
-        iface_names=names, iface_linktypes=lts, problems=problems)
+        iface_names=ng.names, iface_linktypes=ng.lts, problems=ng.problems,
+        ts_flags=None if not ts_flags.any() else ts_flags)
 
 
 def _idb_options(opts: bytes, end: str) -> tuple[str, int, int]:

@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from meshpkt.capture.reader import CaptureBuffer, CaptureProblem, capture_size, open_capture, release_pages
+from meshpkt.capture.reader import (
+    TS_OK,
+    TS_RANGE,
+    CaptureBuffer,
+    CaptureProblem,
+    capture_size,
+    open_capture,
+    release_pages,
+)
 from meshpkt.decode import fast, slow
-from meshpkt.decode.schema import ABSENT, COLUMN_NAMES, COLUMNS
+from meshpkt.decode.schema import ABSENT, COLUMN_NAMES, COLUMNS, PRESENT_BITS, PROBLEM_BITS
 from meshpkt.errors import CaptureError, UsageError
 
 CAPTURE_GLOBS = ("*.pcap", "*.pcapng", "*.pcap.gz", "*.pcapng.gz")
@@ -61,7 +69,7 @@ def _ports(vxlan_ports: Sequence[int]) -> tuple[int, ...]:
     ports = tuple(int(p) for p in vxlan_ports)
     if any(not 0 <= p <= 65535 for p in ports):
         raise UsageError(f"VXLAN ports must be 0..65535, got {list(vxlan_ports)}")
-    return ports or (-2,)
+    return ports
 
 
 def _alloc(n: int) -> dict[str, np.ndarray]:
@@ -77,33 +85,51 @@ def _decode_into(cap: CaptureBuffer, cols: dict[str, np.ndarray], base: int, por
                  on_progress: Callable[[float], None] | None = None, force_slow: bool = False) -> None:
     """Decode every record of ``cap`` into rows ``base .. base + len(cap)`` of ``cols``."""
     n = len(cap)
-    rows_all = slice(base, base + n)
-    cols["record"][rows_all] = np.arange(n, dtype=np.int64)
-    cols["ts_ns"][rows_all] = cap.ts_ns
-    cols["caplen"][rows_all] = cap.caplen
-    cols["wirelen"][rows_all] = cap.wirelen
-    cols["linktype"][rows_all] = cap.linktype
+    _given_columns(cap, cols, base)
     buf = cap.buffer
     off = np.asarray(cap.data_off, dtype=np.int64)
     cl = np.asarray(cap.caplen, dtype=np.int64)
     wl = np.asarray(cap.wirelen, dtype=np.int64)
     lt = np.asarray(cap.linktype, dtype=np.int64)
-    slow_rows: list[np.ndarray] = []
     if force_slow:
-        slow_rows.append(np.arange(n))
+        _decode_slow(buf, off, cl, wl, lt, ports, cols, base)
     else:
+        groups = fast.column_groups(cols)
         released = 0
         for s in range(0, n, fast.CHUNK):
             e = min(n, s + fast.CHUNK)
-            rows = fast.decode_chunk(buf, off[s:e], cl[s:e], wl[s:e], lt[s:e], ports, cols, base + s)
-            if rows.size:
-                slow_rows.append(rows + s)
+            fast.decode_chunk(buf, off[s:e], cl[s:e], wl[s:e], lt[s:e], ports, cols, base + s, groups)
             if e < n:  # the file's pages before the next chunk are done with
                 released = release_pages(buf, released, int(off[e]))
             if on_progress is not None:
                 on_progress(e / n)
-    for i in (np.concatenate(slow_rows) if slow_rows else ()):
-        i = int(i)
+    _timestamp_validity(cap, cols, base)
+
+
+def _given_columns(cap: CaptureBuffer, cols: dict[str, np.ndarray], base: int) -> None:
+    rows_all = slice(base, base + len(cap))
+    cols["record"][rows_all] = np.arange(len(cap), dtype=np.int64)
+    cols["ts_ns"][rows_all] = cap.ts_ns
+    cols["caplen"][rows_all] = cap.caplen
+    cols["wirelen"][rows_all] = cap.wirelen
+    cols["linktype"][rows_all] = cap.linktype
+
+
+def _timestamp_validity(cap: CaptureBuffer, cols: dict[str, np.ndarray], base: int) -> None:
+    """``present`` bit of ``ts_ns`` and the ``ts_range`` problem from the reader's flags."""
+    rows_all = slice(base, base + len(cap))
+    flags = cap.ts_flags
+    if flags is None:
+        cols["present"][rows_all] |= PRESENT_BITS["ts_ns"]
+        return
+    cols["present"][rows_all] |= np.where(flags == TS_OK, PRESENT_BITS["ts_ns"], 0).astype(np.uint16)
+    cols["problems"][rows_all] |= np.where(flags == TS_RANGE, PROBLEM_BITS["ts_range"], 0).astype(np.uint16)
+
+
+def _decode_slow(buf: np.ndarray, off: np.ndarray, cl: np.ndarray, wl: np.ndarray, lt: np.ndarray,
+                 ports: tuple[int, ...], cols: dict[str, np.ndarray], base: int) -> None:
+    """Every record through the exact per-packet reference decoder (for the tests)."""
+    for i in range(off.shape[0]):
         o = int(off[i])
         r = slow.decode_packet(buf[o:o + int(cl[i])].tobytes(), int(wl[i]), int(lt[i]), ports)
         for k, v in r.items():

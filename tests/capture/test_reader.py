@@ -324,3 +324,23 @@ def test_roundtrip_property(tmp_path_factory: pytest.TempPathFactory, pk: list[t
     assert [cap.packet(i) for i in range(len(cap))] == data
     assert not cap.problems
     os.unlink(p)
+
+
+def test_pcapng_timestamp_that_does_not_fit_is_flagged(tmp_path: Path) -> None:
+    """A timestamp beyond int64 nanoseconds is absent and flagged, never a silent 0."""
+    from meshpkt.capture import write_pcapng
+    from meshpkt.capture.reader import TS_OK, TS_RANGE
+    from meshpkt.decode.api import decode_buffer
+    from meshpkt.decode.schema import PRESENT_BITS, PROBLEM_BITS
+
+    frame = bytes(12) + b"\x08\x06" + bytes(28)
+    p = tmp_path / "ts.pcapng"
+    ok_ns = 1_718_000_000 * 10**9
+    write_pcapng(p, [("eth0", 1)], [(0, ok_ns, frame, None), (0, 10**10 * 10**9, frame, None),
+                                    (0, 2**63 * 10**9, frame, None)], tsresol=0)
+    cap = open_capture(p)
+    assert cap.ts_flags is not None and cap.ts_flags.tolist() == [TS_OK, TS_RANGE, TS_RANGE]
+    df = decode_buffer(cap)
+    assert df["ts_ns"].tolist() == [ok_ns, 0, 0]
+    assert ((df["present"] & PRESENT_BITS["ts_ns"]) != 0).tolist() == [True, False, False]
+    assert ((df["problems"] & PROBLEM_BITS["ts_range"]) != 0).tolist() == [False, True, True]

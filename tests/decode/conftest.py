@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from decode_helpers import compare_with_tshark, tshark_rows  # noqa: E402
+from tshark_compare import compare_capture  # noqa: E402
 
 
 @pytest.fixture
@@ -21,8 +21,9 @@ def tshark_check() -> Callable[..., int]:
         pytest.skip("needs tshark")
 
     def run(df: pd.DataFrame, path: Path, ports: tuple[int, ...] = (4789,)) -> int:
-        decode_as = [f"udp.port=={p},vxlan" for p in ports if p != 4789]
-        return compare_with_tshark(df, tshark_rows(path, decode_as), ports)
+        diffs, checks = compare_capture(df, path)
+        assert not diffs, "\n".join(str(d) for d in diffs[:20])
+        return checks
     return run
 
 
