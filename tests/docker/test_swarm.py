@@ -180,10 +180,12 @@ def test_diagnose_does_not_take_swarm_gossip_for_a_published_port(swarm: types.S
     assert r.returncode == 0, r.stdout[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="found on real Docker: diagnose reports nothing for published ports the "
-                   "nodes refuse (RST, no routing mesh), although the dumps' rules check says no-routing-mesh")
 def test_diagnose_names_the_refused_published_port(swarm: types.SimpleNamespace) -> None:
+    """Before completion every node refuses 9090: diagnose (captures + dumps) says so, node by node."""
     if MESH_MISSING not in swarm.before["routing_mesh"].values():
         pytest.skip("this kernel has ip_vs: nothing was refused")
     r = _meshpkt("diagnose", str(swarm.before_captures), "-d", str(swarm.before_dumps), "-f", "json")
     assert r.returncode == 1, r.stdout[-2000:]
+    errors = [f for f in json.loads(r.stdout)["findings"] if f["severity"] == "error"]
+    missing = sorted(n for n, st in swarm.before["routing_mesh"].items() if st == MESH_MISSING)
+    assert sorted(f["node"] for f in errors if "9090" in f["summary"]) == missing, errors
