@@ -8,6 +8,8 @@ the same run:
 
 - meshpkt ``decode_file``: first call with an empty numba cache (compiles), first call in a fresh
   process (cache loaded), warm (best of 3 more calls), and peak memory (VmHWM after resetting it);
+- the same warm measurement for the decoder of ``--baseline`` (a git revision, checked out in a
+  temporary worktree): before/after in one run;
 - ``tcpdump -nn -r file > /dev/null`` on the whole file;
 - ``tshark -T fields`` with outer and inner fields on a 100k-packet subset (scaled);
 - a dpkt loop (pcap.Reader -> Ethernet -> IP -> UDP -> VXLAN -> Ethernet -> IP -> TCP)
@@ -20,6 +22,7 @@ Usage: ``python3 benchmarks/bench_decode.py [--packets N] [--keep DIR]``. Not a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -27,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 T0_NS = 1_718_000_000_000_000_000
+#: the decoder before issue 17 (numpy layer passes + the per-packet exact path)
+BASELINE = "674a8ab"
 
 
 def _templates() -> list[tuple[bytes, dict[str, int], float]]:
@@ -193,16 +199,30 @@ def warm_cache(path: Path) -> None:
             pass
 
 
-def measure_meshpkt(path: Path, reps: int = 3, clear_cache: bool = False, traced: bool = False) -> dict[str, float]:
+def measure_meshpkt(path: Path, reps: int = 3, clear_cache: bool = False, traced: bool = False,
+                    repo: Path = REPO) -> dict[str, float]:
     env = dict(os.environ)
     if clear_cache:
         env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cache-")
-    code = MEASURE.format(repo=str(REPO), path=str(path), reps=reps, traced=traced)
+    code = MEASURE.format(repo=str(repo), path=str(path), reps=reps, traced=traced)
     warm_cache(path)
     r = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
     if clear_cache:
         shutil.rmtree(env["NUMBA_CACHE_DIR"], ignore_errors=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def baseline_tree(rev: str, work: Path) -> Iterator[Path]:
+    """A detached git worktree of ``rev`` (removed afterwards)."""
+    tree = work / f"baseline-{rev}"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev], check=True,
+                   capture_output=True)
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False,
+                       capture_output=True)
 
 
 def dpkt_loop(path: Path) -> int:
@@ -248,6 +268,8 @@ def main() -> None:
     ap.add_argument("--dpkt-packets", type=int, default=200_000)
     ap.add_argument("--scapy-packets", type=int, default=10_000)
     ap.add_argument("--keep", type=Path, default=None, help="write the captures here and keep them")
+    ap.add_argument("--baseline", default=BASELINE,
+                    help="also measure the decoder of this git revision (before/after in one run; '' = skip)")
     a = ap.parse_args()
     work = a.keep or Path(tempfile.mkdtemp(prefix="meshpkt-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -273,6 +295,10 @@ def run(a: argparse.Namespace, work: Path) -> None:
     rows.append(("meshpkt decode_file (1st call in a process, numba cache)", n, m["cold"], ""))
     rows.append(("meshpkt decode_file (warm: best of 3 more calls)", n, m["warm"], ""))
     assert m["rows"] == n, m
+    if a.baseline:
+        with baseline_tree(a.baseline, work) as tree:
+            mb = measure_meshpkt(big, reps=3, repo=tree)
+        rows.append((f"  before: meshpkt {a.baseline} decode_file (warm: best of 3)", n, mb["warm"], ""))
 
     warm_cache(big)
     t_tcpdump = min(_time(["tcpdump", "-nn", "-r", str(big)]) for _ in range(2))
@@ -313,7 +339,7 @@ def run(a: argparse.Namespace, work: Path) -> None:
     print()
     rss = m["peak"] - m["base"]
     print(f"file size {size / 1e6:.1f} MB; table {m['table_bytes'] / 1e6:.1f} MB "
-          f"({m['table_bytes'] / n:.0f} bytes/row); rows via slow path: {m['slow']}")
+          f"({m['table_bytes'] / n:.0f} bytes/row); rows with an option/extension chain: {m['slow']}")
     print(f"peak memory of the first decode_file in a fresh process: RSS growth {rss / 1e6:.1f} MB = "
           f"{rss / size:.2f}x file (includes the memory-mapped file's pages); tracemalloc peak "
           f"{m['traced'] / 1e6:.1f} MB = {m['traced'] / size:.2f}x file (anonymous allocations only)")

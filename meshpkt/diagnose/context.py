@@ -115,11 +115,23 @@ class Context:
         return pd.DataFrame({"role": [i.role for i in info], "node": [i.node for i in info]}, index=pts)
 
     def roles(self, points: pd.Series) -> np.ndarray:
-        """Role of every point of ``points`` ("" for None), vectorised."""
-        return points.map(self._point_info["role"]).fillna("").to_numpy(dtype=object)
+        """Role of every point of ``points`` ("" for None), vectorised (per category when categorical)."""
+        return self._per_point(points, "role", "")
 
     def nodes(self, points: pd.Series) -> np.ndarray:
-        return points.map(self._point_info["node"]).to_numpy(dtype=object)
+        return self._per_point(points, "node", None)
+
+    def _per_point(self, points: pd.Series, col: str, absent: object) -> np.ndarray:
+        info = self._point_info[col]
+        if isinstance(points.dtype, pd.CategoricalDtype):
+            cats = pd.Series(points.cat.categories.astype(str)).map(info).to_numpy(dtype=object)
+            table = np.empty(len(cats) + 1, dtype=object)
+            table[:-1] = cats
+            table[-1] = absent
+            return table[points.cat.codes.to_numpy()]  # code -1 (missing) picks ``absent``
+        out = points.map(info).to_numpy(dtype=object)
+        out[pd.isna(out)] = absent
+        return out
 
     @cached_property
     def last_seen_hop(self) -> pd.DataFrame:

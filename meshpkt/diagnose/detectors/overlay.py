@@ -178,8 +178,8 @@ def _expected_vteps(ctx: Context) -> dict[tuple[str, int], str]:
 def _vxlan_sources(ctx: Context) -> pd.DataFrame:
     """Distinct (outer src, outer dst, inner source MAC, inner source IP, vni) of VXLAN seen at host points."""
     pk = ctx.packets
-    roles = pk["point"].astype(str).map(ctx.role).to_numpy()
-    vx = pk[(pk["vni"].to_numpy() >= 0) & (roles == "host")]
+    vx = pk[pk["vni"].to_numpy() >= 0]
+    vx = vx[ctx.roles(vx["point"]) == "host"]
     cols = ["outer_src", "outer_dst", "inner_eth_src", "inner_src", "vni"]
     return vx.groupby(cols, observed=True).size().reset_index(name="packets")
 
