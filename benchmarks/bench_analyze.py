@@ -8,7 +8,7 @@ of flows), then runs, in the same run and on the same file (in the page cache fo
 - ``tcpdump -nn -r FILE > /dev/null``;
 - ``tshark -q -z conv,tcp -r FILE > /dev/null`` (what a person would type for "the connections");
 - ``meshpkt analyze FILE`` in each format: the default table (stdout, not a terminal), ``-f json``,
-  ``-f csv`` and ``-f parquet`` (``-o`` a file);
+  ``-f csv`` and ``-f parquet`` (``-o`` a file), and ``--engine partitioned -f csv`` (bounded memory);
 
 each as a fresh process, printing wall time and the child's peak RSS (``wait4`` rusage), the RSS as
 a multiple of the file size, and the speed relative to tcpdump (goal: >= 3x, RSS <= 1.5x the file).
@@ -67,6 +67,8 @@ def measure(path: Path, out_dir: Path, tshark: bool) -> list[tuple[str, float, i
     for fmt in FORMATS:
         cmd, stdout = meshpkt_cmd(path, fmt, out_dir)
         rows.append((f"meshpkt analyze -f {fmt}", *run(cmd, stdout)))
+    cmd, stdout = meshpkt_cmd(path, "csv", out_dir)
+    rows.append(("  --engine partitioned -f csv", *run([*cmd, "--engine", "partitioned"], stdout)))
     return rows
 
 
@@ -111,6 +113,14 @@ def json_scaling() -> None:
     print(f"write_json: per-connection time 100k / 10k = {per[1] / per[0]:.2f} (1.0 = linear)")
 
 
+def build(path: Path, packets: int) -> None:
+    """Build the capture in a child process: this process stays small, and the children it starts
+    later do not inherit a big peak RSS through fork."""
+    code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import bench_decode; " \
+           f"bench_decode.build_capture(__import__('pathlib').Path({str(path)!r}), {packets})"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--packets", type=int, default=3_000_000)
@@ -123,10 +133,10 @@ def main() -> None:
     try:
         if not path.exists():
             t = time.perf_counter()
-            bench_decode.build_capture(path, args.packets)
+            build(path, args.packets)
             print(f"built {path} in {time.perf_counter() - t:.1f} s")
         small = work / "warm.pcap"
-        bench_decode.build_capture(small, 2000)
+        build(small, 2000)
         run([sys.executable, "-m", "meshpkt", "analyze", str(small)])  # numba cache, outside the numbers
         bench_decode.warm_cache(path)
         rows = measure(path, work, not args.no_tshark)

@@ -28,6 +28,7 @@ class Format(StrEnum):
 
 class Engine(StrEnum):
     local = "local"
+    partitioned = "partitioned"
     dask = "dask"
 
 
@@ -90,7 +91,8 @@ def _input_size(captures: list[Any]) -> int:
 
 def run_analysis(captures: list[str], topology: Path | None, vxlan_ports: list[int] | None,
                  clock: bool = True, engine: str = "local", workers: int | None = None,
-                 scheduler: str | None = None) -> tuple[Analysis, list[Any]]:
+                 scheduler: str | None = None, packets_out: tuple[str, Any] | None = None
+                 ) -> tuple[Analysis, list[Any]]:
     """Parse the capture arguments and run ``meshpkt.engine.analyze`` with a progress bar."""
     from meshpkt.engine import analyze
 
@@ -100,8 +102,21 @@ def run_analysis(captures: list[str], topology: Path | None, vxlan_ports: list[i
     ports = tuple(sorted({4789, *(vxlan_ports or [])}))
     with bar:
         result = analyze(caps, topology=topology, vxlan_ports=ports, progress=update, problems=problems,
-                         correct_clocks=clock, engine=engine, workers=workers, scheduler=scheduler)
+                         correct_clocks=clock, engine=engine, workers=workers, scheduler=scheduler,
+                         packets_out=packets_out)
     return result, problems
+
+
+def _spilled_packets(fmt: Format, out: Path | None) -> tuple[str, Any]:
+    """Where the partitioned engine writes ``--packets`` as it goes (it holds no packet table)."""
+    if fmt is Format.json:
+        raise UsageError("--packets with --engine partitioned writes csv or parquet")
+    if fmt is Format.parquet and out is None:
+        raise UsageError("--format parquet needs --out PATH")
+    if out is None:
+        sys.stdout.flush()
+        return "csv", sys.stdout.buffer
+    return ("csv" if fmt is Format.table else fmt.value), str(out)
 
 
 def _open_text(out: Path | None) -> AbstractContextManager[Any]:
@@ -183,7 +198,8 @@ def analyze_cmd(
     show_all: Annotated[bool, typer.Option("--all", help="Table: every connection (default: those with "
                                            "a problem first, then the first ones, 30 rows).")] = False,
     no_clock: Annotated[bool, typer.Option("--no-clock-correction", help="Keep timestamps as captured.")] = False,
-    engine: Annotated[Engine, typer.Option("--engine", help="local: this machine; dask: a Dask cluster.")
+    engine: Annotated[Engine, typer.Option("--engine", help="local: in memory on this machine; partitioned: "
+                                       "in bounded memory (captures larger than RAM); dask: on a Dask cluster.")
                       ] = Engine.local,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Worker processes (default: "
                                                 "the CPUs available).")] = None,
@@ -193,13 +209,15 @@ def analyze_cmd(
     """Decode captures and reconstruct every connection across the mesh's hops."""
     if scheduler is not None and engine is not Engine.dask:
         raise UsageError("--scheduler needs --engine dask")
+    spilled = _spilled_packets(fmt, out) if packets and engine is Engine.partitioned else None
     result, problems = run_analysis(captures, topology, vxlan_port, clock=not no_clock, engine=engine.value,
-                                    workers=workers, scheduler=scheduler)
-    if problems and len(result.packets) == 0:  # nothing could be read: the errors are the answer
+                                    workers=workers, scheduler=scheduler, packets_out=spilled)
+    if problems and result.summary["packets"] == 0:  # nothing could be read: the errors are the answer
         for p in problems:
             print(f"meshpkt: error: {p}", file=sys.stderr)
         raise typer.Exit(2)
-    render(result, fmt, out, packets, connection, show_all)
+    if spilled is None:
+        render(result, fmt, out, packets, connection, show_all)
     for p in problems:
         print(f"meshpkt: error: {p}", file=sys.stderr)
     if problems:

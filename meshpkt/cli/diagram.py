@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from meshpkt.errors import UsageError
+
+if TYPE_CHECKING:
+    from meshpkt.mesh import Mesh
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -20,8 +23,11 @@ def image_format(path: Path) -> str:
     return fmt
 
 
-def _load_status(path: Path) -> dict[str, Any]:
+def _load_status(path: Path) -> Mesh:
+    """The mesh a status JSON or a dump directory describes (one-line errors)."""
     import json
+
+    from meshpkt.plot.topology import as_mesh
 
     try:
         data = json.loads(path.read_text())
@@ -33,7 +39,7 @@ def _load_status(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: not a lab status JSON ({exc})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: not a lab status JSON (expected an object)")
-    return data
+    return as_mesh(data)
 
 
 def diagram_cmd(
@@ -80,8 +86,8 @@ def diagram_cmd(
         if topology.suffix.lower() == ".json":
             status = _load_status(topology)
             fig = topology_diagram(status)
-            what = f"topology of lab {status.get('name', '?')}"
-        else:  # a dump directory or transcript (`meshpkt collect`, seed-style sessions)
+            what = f"topology of lab {status.name or '?'}"
+        else:  # a dump directory or transcript (`meshpkt collect`, pasted shell sessions)
             from meshpkt.rules.model import load_dumps
 
             fig = topology_diagram(load_dumps(topology), title=f"Topology from dumps: {topology}")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from meshpkt.mesh import Mesh
 
 lab_app = typer.Typer(
     name="lab",
@@ -53,6 +59,9 @@ def up_cmd(
         print(json.dumps(status, indent=1))
         return
     _render_summary(status, title=f"lab {status['name']} is up in {status['up_seconds']:.2f} s")
+    if ssh:
+        print(f"ssh: ip netns exec {status['clients'][0]['netns']} ssh -F {Lab(s.name).ssh_config()} "
+              f"{status['nodes'][0]['name']}")
 
 
 _DOCKER = typer.Option(False, "--docker", help="The real Docker Swarm lab (lab up --docker).")
@@ -142,39 +151,46 @@ def capture_cmd(
         raise typer.Exit(r["rc"])
 
 
-def _render_summary(status: dict[str, Any], title: str, details: bool = False) -> None:
+def _render_services(con: Console, mesh: Mesh) -> None:
+    from rich.table import Table
+
+    t = Table("service", "mode", "VIPs", "fwmark (node1)", "published", "backends", title="services")
+    first = mesh.nodes[0].name if mesh.nodes else ""
+    for s in mesh.services:
+        t.add_row(s.name, str(s.mode), ", ".join(f"{k} {v}" for k, v in s.vips.items()),
+                  ", ".join(f"{k} 0x{v:x}" for k, v in s.fwmarks.get(first, {}).items()),
+                  ", ".join(f"*:{p.published}->{p.target}/{p.protocol}" for p in s.published) or "-",
+                  "\n".join(f"{b.task} {b.ip} @{b.node}" + ("" if b.alive else " (dead)") for b in s.backends))
+    con.print(t)
+
+
+def _render_summary(status: Mapping[str, Any], title: str, details: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from meshpkt.mesh import load_status
+
+    mesh = load_status(status)
     con = Console()
-    con.print(f"[bold]{title}[/bold]  load balancer: [cyan]{status['lb']}[/cyan] -- {status['lb_detail']}")
+    con.print(f"[bold]{title}[/bold]  load balancer: [cyan]{mesh.lb}[/cyan] -- {mesh.lb_detail}")
     t = Table("network", "id", "subnet", "gateway", "VNI", "port", title="networks")
-    for n in status["networks"]:
-        t.add_row(n["name"], n["id"][:12], n["subnet"], n["gateway"], str(n["vni"] or "-"), str(n["port"] or "-"))
+    for n in mesh.networks:
+        t.add_row(n.name, n.id[:12], str(n.subnet or ""), str(n.gateway or ""), str(n.vni or "-"), str(n.port or "-"))
     con.print(t)
     t = Table("node", "underlay IP", "ingress IP", "namespaces", title="nodes")
-    for c in status["clients"]:
-        t.add_row(c["name"], c["ip"], "-", c["netns"])
-    for nd in status["nodes"]:
-        t.add_row(nd["name"], nd["underlay_ip"], nd["ingress_ip"],
-                  "\n".join(f"{ns['name']} ({ns['role']})" for ns in nd["namespaces"]) if details
-                  else str(len(nd["namespaces"])))
+    for c in mesh.clients:
+        t.add_row(c.name, str(c.ip or ""), "-", c.netns)
+    for nd in mesh.nodes:
+        t.add_row(nd.name, str(nd.underlay_ip or ""), str(nd.ingress_ip or ""),
+                  "\n".join(f"{ns.name} ({ns.role})" for ns in nd.namespaces) if details else str(len(nd.namespaces)))
     con.print(t)
-    t = Table("service", "mode", "VIPs", "fwmark (node1)", "published", "backends", title="services")
-    first = status["nodes"][0]["name"]
-    for s in status["services"]:
-        t.add_row(s["name"], s["mode"], ", ".join(f"{k} {v}" for k, v in s["vips"].items()),
-                  ", ".join(f"{k} 0x{v:x}" for k, v in s["fwmarks"].get(first, {}).items()),
-                  ", ".join(f"*:{p['published']}->{p['target']}/{p['protocol']}" for p in s["published"]) or "-",
-                  "\n".join(f"{b['task']} {b['ip']} @{b['node']}" + ("" if b.get("alive", True) else " (dead)")
-                            for b in s["backends"]))
-    con.print(t)
-    for node, state in (status.get("routing_mesh") or {}).items():
+    _render_services(con, mesh)
+    for node, state in (mesh.extra.get("routing_mesh") or {}).items():
         con.print(f"routing mesh on {node}: {state}")
     if details:
-        con.print("capture points: " + " ".join(p["point"] for p in status["capture_points"]))
-        if status.get("faults"):
-            con.print("faults: " + "; ".join(f"{f['kind']} {f['args']}" for f in status["faults"]))
+        con.print("capture points: " + " ".join(p.point for p in mesh.capture_points))
+        if mesh.faults:
+            con.print("faults: " + "; ".join(f"{f.kind} {dict(f.args)}" for f in mesh.faults))
 
 
 def register(app: typer.Typer) -> None:

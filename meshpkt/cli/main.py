@@ -24,9 +24,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from meshpkt.cli import analyze, capture, diagnose, diagram, filter, lab, rules, verify
+    from meshpkt.cli import analyze, capture, decode, diagnose, diagram, filter, lab, rules, verify
 
-    for mod in (analyze, filter, lab, rules, verify, diagram, capture, diagnose):
+    for mod in (analyze, filter, lab, rules, verify, diagram, capture, diagnose, decode):
         mod.register(app)
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from meshpkt.rules.model import MeshModel
 
 HEALTHY = ("established", "closed")
+FINE = ("ok", "lost-between", "incomplete-capture")  # verdict codes that are not a failure
 
 
 def ip_text(ip: int) -> str:
@@ -87,6 +88,8 @@ class Context:
         if c.empty:
             return c
         bad = c["missing_at"].notna() | ~c["status"].isin(HEALTHY + ("udp", "icmp"))
+        if "verdict_code" in c:  # the reconstruction's own judgement: recovered losses, partial captures
+            bad &= ~c["verdict_code"].isin(FINE)
         return c[bad.to_numpy() & self._from_client(c)]
 
     def _from_client(self, c: pd.DataFrame) -> np.ndarray:
@@ -94,14 +97,104 @@ class Context:
         inner = set(topo.tasks) | set(topo.lb_ips)
         if not inner:
             return np.ones(len(c), bool)
-        hosts = c["client"].astype(str).str.rsplit(":", n=1).str[0]
-        ints = hosts.map(lambda s: _int_or_none(s))
-        return ~ints.isin(inner).to_numpy()
+        ints = self.ip_ints(c["client"].astype(str).str.rsplit(":", n=1).str[0])
+        return ~np.isin(ints, np.array(sorted(inner), dtype=np.int64))
+
+    @staticmethod
+    def ip_ints(texts: pd.Series) -> np.ndarray:
+        """Dotted quads -> ints (-1 where not an address), one parse per distinct value."""
+        uniq, inv = np.unique(texts.astype(str).to_numpy(), return_inverse=True)
+        vals = np.array([v if (v := _int_or_none(u)) is not None else -1 for u in uniq] + [0], dtype=np.int64)[:-1]
+        return vals[inv.reshape(-1)]
+
+    # ------------------------------------------------------------------ per-point and per-connection lookups
+    @cached_property
+    def _point_info(self) -> pd.DataFrame:
+        pts = sorted(self.captured_points() | set(self.frames.files) | set(self.topology.points))
+        info = [self.topology.point(p) for p in pts]
+        return pd.DataFrame({"role": [i.role for i in info], "node": [i.node for i in info]}, index=pts)
+
+    def roles(self, points: pd.Series) -> np.ndarray:
+        """Role of every point of ``points`` ("" for None), vectorised (per category when categorical)."""
+        return self._per_point(points, "role", "")
+
+    def nodes(self, points: pd.Series) -> np.ndarray:
+        return self._per_point(points, "node", None)
+
+    def _per_point(self, points: pd.Series, col: str, absent: object) -> np.ndarray:
+        info = self._point_info[col]
+        if isinstance(points.dtype, pd.CategoricalDtype):
+            cats = pd.Series(points.cat.categories.astype(str)).map(info).to_numpy(dtype=object)
+            table = np.empty(len(cats) + 1, dtype=object)
+            table[:-1] = cats
+            table[-1] = absent
+            return table[points.cat.codes.to_numpy()]  # code -1 (missing) picks ``absent``
+        out = points.map(info).to_numpy(dtype=object)
+        out[pd.isna(out)] = absent
+        return out
+
+    @cached_property
+    def last_seen_hop(self) -> pd.DataFrame:
+        """Per connection (index conn_id): its last hop row at its ``last_seen_point``."""
+        h, c = self.hops, self.conns
+        if h.empty or c.empty:
+            return h.iloc[:0].set_index("conn_id") if "conn_id" in h else h
+        key = pd.MultiIndex.from_arrays([c["conn_id"].to_numpy(), c["last_seen_point"].astype(str).to_numpy()])
+        hk = pd.MultiIndex.from_arrays([h["conn_id"].to_numpy(), h["point"].astype(str).to_numpy()])
+        rows = h[hk.isin(key)]
+        return rows.groupby("conn_id").tail(1).set_index("conn_id")
+
+    @cached_property
+    def encapsulated(self) -> pd.Series:
+        """Per connection: whether any of its hops was VXLAN-encapsulated."""
+        h = self.hops
+        return h["vni"].notna().groupby(h["conn_id"].to_numpy()).any() if len(h) else pd.Series(dtype=bool)
 
     @cached_property
     def arp(self) -> pd.DataFrame:
         """ARP packets (see :func:`meshpkt.diagnose.frames.arp_table`)."""
         return arp_table(self.packets, self.frames)
+
+    @cached_property
+    def unanswered_arp(self) -> pd.DataFrame:
+        """ARP requests, at LB/overlay points, for targets whose reply was seen at no point of that node:
+        point, node, ts_ns, target (dotted quad)."""
+        a = self.arp
+        cols = ["point", "node", "ts_ns", "target"]
+        if a.empty:
+            return pd.DataFrame(columns=cols)
+        req = a[(a["op"] == 1).to_numpy()]
+        rep = a[(a["op"] == 2).to_numpy()]
+        answered = pd.MultiIndex.from_arrays([self.nodes(rep["point"]), rep["sender_ip"].to_numpy()])
+        req = req[~pd.MultiIndex.from_arrays([self.nodes(req["point"]), req["target_ip"].to_numpy()]).isin(answered)]
+        req = req[np.isin(self.roles(req["point"]), ("ingress_sbox", "lb", "overlay"))]
+        return pd.DataFrame({"point": req["point"].to_numpy(), "node": self.nodes(req["point"]),
+                             "ts_ns": req["ts_ns"].to_numpy(dtype=np.int64),
+                             "target": ip4_str(req["target_ip"].to_numpy(dtype=np.uint32))})
+
+    @cached_property
+    def picked(self) -> pd.DataFrame:
+        """Per failed connection with a ``missing_at``: the backend the load balancer chose (index conn_id):
+        ``ip``, ``via`` ("backend": the hop after the LB; else the point of an unanswered ARP for it on the
+        node where the connection stopped, within its time window)."""
+        f = self.failed
+        f = f[f["missing_at"].notna().to_numpy()]
+        out = pd.DataFrame({"ip": f["backend"].map(host_of), "via": "backend"}, index=f.index)
+        todo = f[out["ip"].isna().to_numpy()]
+        arp = self.unanswered_arp
+        if todo.empty or arp.empty:
+            return out.dropna(subset=["ip"])
+        before, after = 100_000_000, 2_000_000_000  # the SYN stuck in the LB triggers the ARP
+        left = pd.DataFrame({"conn_id": todo.index.to_numpy(), "node": self.nodes(todo["missing_at"].astype(str)),
+                             "t0": todo["first_ts_ns"].to_numpy(dtype=np.int64) - before,
+                             "t1": (todo["first_ts_ns"] + todo["duration_ns"]).to_numpy(dtype=np.int64) + after})
+        left = left.dropna(subset=["node"]).sort_values("t0")
+        m = pd.merge_asof(left, arp.sort_values("ts_ns"), left_on="t0", right_on="ts_ns", by="node",
+                          direction="forward")
+        m = m[m["ts_ns"].notna().to_numpy() & (m["ts_ns"].to_numpy() <= m["t1"].to_numpy())].set_index("conn_id")
+        out.loc[m.index, "ip"] = m["target"]
+        out.loc[m.index, "via"] = "arp:" + m["point"].astype(str)
+        return out.dropna(subset=["ip"])
 
     def hops_of(self, conn_id: int) -> pd.DataFrame:
         return self.hops[self.hops["conn_id"].to_numpy() == conn_id]
@@ -124,27 +217,6 @@ class Context:
             n = self.model.node_of_address(IPv4Address(ip))
             node = n.name if n is not None else None
         return node
-
-    def unanswered_arp(self, point: str, target: str, since_ns: int = 0) -> int:
-        """ARP requests for ``target`` at ``point`` (after ``since_ns``) that got no reply there."""
-        a = self.arp
-        if a.empty:
-            return 0
-        t = _int_or_none(target)
-        at = a[(a["point"] == point).to_numpy()]
-        req = at[(at["op"] == 1).to_numpy() & (at["target_ip"] == t).to_numpy() & (at["ts_ns"] >= since_ns).to_numpy()]
-        rep = at[(at["op"] == 2).to_numpy() & (at["sender_ip"] == t).to_numpy()]
-        return 0 if len(rep) else len(req)
-
-    def arp_targets(self, point: str, t0: int, t1: int) -> list[str]:
-        """Addresses ARPed for (requests) at ``point`` between t0 and t1 and never answered there."""
-        a = self.arp
-        if a.empty:
-            return []
-        at = a[(a["point"] == point).to_numpy()]
-        req = at[(at["op"] == 1).to_numpy() & (at["ts_ns"] >= t0).to_numpy() & (at["ts_ns"] <= t1).to_numpy()]
-        answered = set(at.loc[at["op"] == 2, "sender_ip"].tolist())
-        return [ip_text(int(t)) for t in pd.unique(req["target_ip"]) if int(t) not in answered]
 
 
 def _int_or_none(s: str) -> int | None:

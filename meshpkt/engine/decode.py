@@ -76,7 +76,11 @@ def read_captures(captures: Iterable[CaptureArg], *, vxlan_ports: Sequence[int] 
                   workers: int | None = None) -> pd.DataFrame:
     """Decode captures into one packet table (see ``meshpkt.decode.read`` for the arguments and
     how bad input is reported). ``workers``: processes for decoding several files at once
-    (default: the CPUs available; used only for two files or more and enough input)."""
+    (default: the CPUs available; used only for two files or more and enough input). Datasets
+    written by ``meshpkt decode --out DIR`` are read alongside the captures."""
+    from meshpkt.engine.dataset import read_datasets, split_inputs
+
+    captures, sets = split_inputs(list(captures))
     files = _items(captures, problems)
     ports = api._ports(vxlan_ports)
     nworkers = default_workers() if workers is None else max(1, workers)
@@ -93,8 +97,19 @@ def read_captures(captures: Iterable[CaptureArg], *, vxlan_ports: Sequence[int] 
     else:
         for pr in found:
             warnings.warn(str(pr), stacklevel=2)
+    if sets:
+        table = concat_tables([table, *read_datasets(sets)] if files else read_datasets(sets))
     table.attrs["problems"] = found
     return table
+
+
+def concat_tables(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Packet tables one after the other (``point`` categories in order of first appearance)."""
+    if len(tables) == 1:
+        return tables[0]
+    names = list(dict.fromkeys(str(c) for t in tables for c in t["point"].cat.categories))
+    fixed = [t.assign(point=pd.Categorical(t["point"].astype(str), categories=names)) for t in tables]
+    return pd.concat(fixed, ignore_index=True)
 
 
 class _Points:

@@ -361,7 +361,7 @@ class DockerLab:
             env = f"PATH={Path(docker_cli()).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
             run(["ip", "netns", "exec", f"{self.name}-{node}", "env", env, f"DOCKER_HOST={d.host}",
                  sys.executable, "-m", "meshpkt", "collect", str(out), "--netns-dir", str(d.netns_dir()),
-                 "--node", node, "--format", "json"], timeout=120)
+                 "--node-name", node, "--format", "json"], timeout=120)
         return out
 
     def capture(self, points: list[str] | None, out: str | Path, cmd: list[str] | None, *,

@@ -13,6 +13,7 @@ from meshpkt.plot.style import CYCLE, HATCHES, MARKERS, SIZE_SMALL, SIZE_TEXT, S
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     from meshpkt.flows import Analysis
 
@@ -65,13 +66,13 @@ def _backends(tab: Any) -> _Backends:
     return _Backends(names, label, style)
 
 
-def _bars(ax: Axes, tab: Any, entries: list[str], bk: _Backends) -> dict[str, Any]:
+def _bars(ax: Axes, tab: Any, entries: list[str], bk: _Backends) -> dict[str, Rectangle]:
     """Entry node groups, one bar per backend with its count; returns a bar patch per backend (legend)."""
     from matplotlib.ticker import MaxNLocator
 
     nb, ne = len(bk.names), len(entries)
     bar_w = 0.8 / nb
-    handles: dict[str, Any] = {}
+    handles: dict[str, Rectangle] = {}
     for k, b in enumerate(bk.names):
         color, _, hatch = bk.style[b]
         counts = [int(((tab["entry_node"] == e) & (tab["backend"] == b)).sum()) for e in entries]

@@ -12,7 +12,6 @@ of file and stops its tcpdumps by itself. Then the rule dumps (:mod:`~meshpkt.re
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import threading
@@ -287,7 +286,9 @@ def _finish(res: CaptureResult, sessions: Sequence[Session], nodes: Sequence[Nod
         model = _model(root / "dumps")
     taps = [t for s in sessions for t in s.taps if t.point in s.files]
     doc = topology([n for n in nodes if not n.error], taps, model)
-    (root / "status.json").write_text(json.dumps(doc, indent=1) + "\n")
+    from meshpkt.mesh.status import load_status, write_status
+
+    write_status(load_status(doc), root / "status.json")  # through the typed mesh model
     res.status = str(root / "status.json")
 
 

@@ -73,9 +73,9 @@ while [ $# -ge 4 ]; do
   c=""; [ "$count" -gt 0 ] && c="-c $count"
   if [ "$ns" = - ]; then
     [ -n "$self" ] && flt="${flt:+($flt) and }$self"
-    tcpdump -i "$ifc" -U --immediate-mode -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} 2>"$dir/$name.err" </dev/null &
+    tcpdump -i "$ifc" -U --immediate-mode -B 4096 -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} 2>"$dir/$name.err" </dev/null &
   else
-    nsenter --net="$ns" tcpdump -i "$ifc" -U --immediate-mode -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} \
+    nsenter --net="$ns" tcpdump -i "$ifc" -U --immediate-mode -B 4096 -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} \
       2>"$dir/$name.err" </dev/null &
   fi
   pids="$pids $!"; echo "$! $name" >>"$dir/.taps"
@@ -159,6 +159,8 @@ dump() {
   emit "$ns" ip-addr.json ip -j addr show
   emit "$ns" ip-route.txt ip route show
   emit "$ns" ip-neigh.txt ip neigh show
+  emit "$ns" ip-xfrm-state.txt ip xfrm state
+  emit "$ns" ip-xfrm-policy.txt ip xfrm policy
 }
 echo "@hostname $(hostname 2>/dev/null || uname -n)"
 dump host

@@ -205,6 +205,11 @@ def _ingress_checks(rp: RemotePlan, cl: Cluster, node: NodeInfo, port: int, seen
     ]
 
 
+def probe_ports_ok(plan: RemotePlan) -> bool:
+    """True when every probe's source port is in the documented :data:`PORT_RANGE`."""
+    return all(PORT_RANGE[0] <= p.sport <= PORT_RANGE[1] for p in plan.probes)
+
+
 def _syn_frame(src_mac: str, dst_mac: str, src: str, sport: int, dst: str, seq: int) -> bytes:
     from scapy.layers.inet import IP, TCP
     from scapy.layers.l2 import Ether

@@ -173,3 +173,15 @@ def test_wrong_vtep_source_without_dumps(tmp_path: Path) -> None:
     assert kinds(d) == []
     f = next(f for f in d.findings if f.kind == "wrong-vtep-source")
     assert f.severity == "warning" and f.node == "node2" and f.addresses == ["10.211.55.99", N2]
+
+
+def test_capture_started_mid_connection_is_not_a_failure(tmp_path: Path) -> None:
+    """No SYN in the captures (they started while the connection ran): the reconstruction says
+    incomplete-capture and no detector may call it a failure."""
+    cap = Capture()
+    t = T0
+    for direction, seg in handshake()[2:]:  # from the ACK on
+        segment(cap, seg, t, direction)
+        t += 1_000_000
+    d = diagnose([cap.write(tmp_path / "c")])
+    assert kinds(d, None) == [] and d.exit_code() == 0 and d.unexplained == []

@@ -57,6 +57,7 @@ class Conn:
     start_ns: int = 0
     seed: int = 1
     lose_after: dict[int, str] = field(default_factory=dict)  # reply segment index -> last point it reaches
+    reset: bool = False  # the server answers the request with a RST
 
     @property
     def path(self) -> list[str]:
@@ -75,6 +76,8 @@ def segments(c: Conn) -> list[Seg]:
     out = [Seg(True, ic, 0, "S", tc, 0, 1), Seg(False, is_, ic + 1, "SA", ts, tc, 0),
            Seg(True, ic + 1, is_ + 1, "A", tc, ts, 2), Seg(True, ic + 1, is_ + 1, "PA", tc, ts, 3, req)]
     cack = ic + 1 + len(req)
+    if c.reset:
+        return [*out, Seg(False, is_ + 1, cack, "RA", ts + 1, tc, 0, t=1_000_000)]
     t = 1_000_000
     chunks = [body[i:i + MSS] for i in range(0, len(body), MSS)]
     for k, chunk in enumerate(chunks):
@@ -286,3 +289,16 @@ def test_tap_with_no_packets_is_no_data_not_a_loss(tmp_path, how):
     assert row["verdict_code"] == "incomplete-capture"
     assert row["no_data_at"] == quiet
     assert f"no data from {quiet}" in c["verdict"]
+
+
+def test_reset_by_the_server_is_named_with_its_side(tmp_path):
+    conn = Conn(51007, 41007, reset=True)
+    d = build([conn], tmp_path / "cap", Shape())
+    a = _analyze(d, [conn])
+    (c,) = a.to_json()["connections"]
+    assert c["status"] == "reset" and c["backend"] == f"10.0.0.5:{PORT}"
+    assert c["missing_at"] is None and c["lost_fwd"] == 0 and c["lost_bwd"] == 0
+    row = a.connections.iloc[0]
+    assert row["verdict_code"] == "reset-by" and row["ev_dir"] == "server"
+    assert row["ev_from"] == "node1.web.1.eth0"
+    assert c["verdict"] == "reset: RST sent by the server side, first seen at node1.web.1.eth0"

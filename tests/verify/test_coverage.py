@@ -168,5 +168,6 @@ def test_host_mode_dnat_removed(cov_lab: Make) -> None:
     report = verify(lab.name, seed=7)
     assert [c.id for c in report.failures] == [f"hostdnat:{node}:8080"], [c.message for c in report.failures]
     c = report.failures[0]
-    _named(c, _ns(st, node, "host"), "nat DOCKER", "! -i docker_gwbridge", "--dport 8080", "-j DNAT --to-destination 172.18.")
+    _named(c, _ns(st, node, "host"), "nat DOCKER", "! -i docker_gwbridge", "--dport 8080",
+           "-j DNAT --to-destination 172.18.")
     assert c.before is not None and c.before.point == f"{node}.host.eth0"

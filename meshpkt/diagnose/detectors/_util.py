@@ -38,6 +38,7 @@ def backend_ip(ctx: Context, cid: int) -> str | None:
 
 
 def last_hop(ctx: Context, cid: int, point: str) -> pd.Series | None:
+    """The connection's last hop row at ``point`` (for one example connection of a finding)."""
     h = ctx.hops_of(cid)
     h = h[h["point"].to_numpy() == point]
     return None if h.empty else h.iloc[-1]
@@ -47,24 +48,6 @@ def window(ctx: Context, cid: int, slack_ns: int = 2_000_000_000) -> tuple[int, 
     c = ctx.conns.loc[cid]
     t0 = int(c["first_ts_ns"])
     return t0 - slack_ns, t0 + int(c["duration_ns"]) + slack_ns
-
-
-def picked_backend(ctx: Context, cid: int) -> tuple[str | None, str]:
-    """The backend the load balancer chose: the connection's backend, else the address the LB
-    namespace ARPed for (unanswered) while the connection was stuck there."""
-    b = backend_ip(ctx, cid)
-    if b:
-        return b, "backend"
-    miss = ctx.conns.loc[cid, "missing_at"]
-    if not isinstance(miss, str):
-        return None, ""
-    t0, t1 = window(ctx, cid)
-    for point in (miss, *[p for p in ctx.captured_points() if ctx.node_of_point(p) == ctx.node_of_point(miss)
-                          and ctx.role(p) in ("ingress_sbox", "lb", "overlay")]):
-        targets = ctx.arp_targets(point, t0, t1)
-        if targets:
-            return targets[0], f"arp:{point}"
-    return None, ""
 
 
 def alive(ctx: Context, ip: str) -> tuple[bool | None, str]:

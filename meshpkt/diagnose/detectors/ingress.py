@@ -5,9 +5,10 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 import numpy as np
+import pandas as pd
 
 from meshpkt.diagnose.context import Context, host_of, port_of
-from meshpkt.diagnose.detectors._util import alive, conn_lines, group, last_hop, picked_backend
+from meshpkt.diagnose.detectors._util import alive, conn_lines, group, last_hop
 from meshpkt.diagnose.finding import Finding
 from meshpkt.diagnose.registry import Detector, register
 from meshpkt.flows.topology import GWBRIDGE_NET
@@ -29,14 +30,14 @@ class PublishedPortNotForwarded(Detector):
         f = ctx.failed
         if f.empty:
             return []
-        roles_last = f["last_seen_point"].map(lambda p: ctx.role(p))
-        roles_miss = f["missing_at"].map(lambda p: ctx.role(p) if isinstance(p, str) else "")
+        roles_last = ctx.roles(f["last_seen_point"])
+        roles_miss = ctx.roles(f["missing_at"])
         published = set(ctx.topology.published) | ({p.port for p in ctx.model.published_ports()}
                                                     if ctx.model is not None else set())
         # without a capture inside the sandbox: a published port the node itself answered (or ignored)
         uncaptured = f["missing_at"].isna().to_numpy() & f["entry"].map(port_of).isin(published).to_numpy() \
             & f["status"].isin(["reset", "syn-unanswered"]).to_numpy()
-        sel = f[(roles_last == "host").to_numpy() & ((roles_miss == "ingress_sbox").to_numpy() | uncaptured)
+        sel = f[(roles_last == "host") & ((roles_miss == "ingress_sbox") | uncaptured)
                 & f["backend"].isna().to_numpy()]
         out = []
         for (node, entry), cids in group(sel, zip(sel["entry_node"], sel["entry"], strict=True)).items():
@@ -77,14 +78,11 @@ def _sbox_stuck(ctx: Context) -> tuple[list[int], list[int]]:
     if f.empty:
         return [], []
     lb = ("ingress_sbox", "lb")
-    last_ok = f["last_seen_point"].map(lambda p: ctx.role(p) in lb).to_numpy()
-    miss_ok = f["missing_at"].map(lambda p: isinstance(p, str) and ctx.role(p) in (*lb, "overlay")).to_numpy()
+    last_ok = np.isin(ctx.roles(f["last_seen_point"]), lb)
+    miss_ok = np.isin(ctx.roles(f["missing_at"]), (*lb, "overlay"))
     sel = f[last_ok & miss_ok & f["backend"].isna().to_numpy()]
-    plain: list[int] = []
-    arp: list[int] = []
-    for cid in sel["conn_id"].tolist():
-        (arp if picked_backend(ctx, int(cid))[0] else plain).append(int(cid))
-    return plain, arp
+    with_arp = sel.index.isin(ctx.picked.index)
+    return [int(c) for c in sel.index[~with_arp]], [int(c) for c in sel.index[with_arp]]
 
 
 @register
@@ -124,18 +122,16 @@ class LbMarkMissing(Detector):
         return out
 
 
-def _unanswered_to_backend(ctx: Context) -> dict[int, tuple[str, str]]:
+def _unanswered_to_backend(ctx: Context) -> pd.DataFrame:
     """Failed connections whose requests went to a backend that never answered (not a task that got
-    them and stayed silent): conn_id -> (backend IP, how it was found)."""
-    out: dict[int, tuple[str, str]] = {}
+    them and stayed silent): index conn_id, columns ip, via (see ``Context.picked``), node (entry)."""
     f = ctx.failed
-    for cid, last, miss in zip(f["conn_id"].tolist(), f["last_seen_point"], f["missing_at"], strict=True):
-        if not isinstance(miss, str) or (ctx.role(last) == "task" and miss == last):
-            continue
-        ip, how = picked_backend(ctx, int(cid))
-        if ip:
-            out[int(cid)] = (ip, how)
-    return out
+    f = f[f["missing_at"].notna().to_numpy()]
+    silent_task = (ctx.roles(f["last_seen_point"]) == "task") & (f["missing_at"] == f["last_seen_point"]).to_numpy()
+    keep = f.index[~silent_task]
+    p = ctx.picked
+    p = p[p.index.isin(keep)]
+    return p.assign(node=ctx.conns.loc[p.index, "entry_node"].astype(str))
 
 
 @register
@@ -151,19 +147,17 @@ class LbStaleBackend(Detector):
              "task's removal reaches every node.")
 
     def run(self, ctx: Context) -> list[Finding]:
-        by_ip: dict[str, list[int]] = {}
-        hows: dict[str, list[str]] = {}
-        for cid, (ip, how) in _unanswered_to_backend(ctx).items():
-            by_ip.setdefault(ip, []).append(cid)
-            hows.setdefault(ip, []).append(how)
+        sent = _unanswered_to_backend(ctx)
         out = []
-        for ip, cids in by_ip.items():
+        for ip, grp in sent.groupby("ip"):
+            ip = str(ip)
             ok, why = alive(ctx, ip)
             if ok is not False:
                 continue
-            nodes = sorted({str(ctx.conns.loc[c, "entry_node"]) for c in cids})
+            cids = [int(c) for c in grp.index]
+            nodes = sorted(set(grp["node"]))
             ev = [f"{len(cids)} connection(s) were sent to {ip} and never answered", *conn_lines(ctx, cids), why]
-            arp = sorted({h.split(":", 1)[1] for h in hows[ip] if h.startswith("arp:")})
+            arp = sorted({h.split(":", 1)[1] for h in grp["via"] if h.startswith("arp:")})
             if arp:
                 ev.append(f"ARP requests for {ip} unanswered at {', '.join(arp)}")
             if ctx.model is not None:
@@ -192,24 +186,24 @@ class FdbMissing(Detector):
              "nodes.")
 
     def run(self, ctx: Context) -> list[Finding]:
-        by: dict[tuple[str, str], list[int]] = {}
-        for cid, (ip, how) in _unanswered_to_backend(ctx).items():
-            node = str(ctx.conns.loc[cid, "entry_node"])
-            encap = ctx.hops_of(cid)["vni"].notna().any()
-            owner = ctx.node_of_ip(ip)
-            ok, _ = alive(ctx, ip)
-            if encap or owner is None or owner == node or ok is False or not how.startswith("arp:"):
+        sent = _unanswered_to_backend(ctx)
+        sent = sent[sent["via"].str.startswith("arp:").to_numpy()
+                    & ~ctx.encapsulated.reindex(sent.index, fill_value=False).to_numpy(dtype=bool)]
+        out = []
+        for (node, ip), grp in sent.groupby(["node", "ip"]):
+            owner = ctx.node_of_ip(str(ip))
+            if owner is None or owner == node or alive(ctx, str(ip))[0] is False:
                 continue
-            by.setdefault((node, ip), []).append(cid)
-        return [self._finding(ctx, node, ip, cids) for (node, ip), cids in by.items()]
+            pts = sorted({v.split(":", 1)[1] for v in grp["via"]})
+            out.append(self._finding(ctx, str(node), str(ip), [int(c) for c in grp.index], pts))
+        return out
 
-    def _finding(self, ctx: Context, node: str, ip: str, cids: list[int]) -> Finding:
+    def _finding(self, ctx: Context, node: str, ip: str, cids: list[int], pts: list[str]) -> Finding:
         from meshpkt.diagnose.context import docker_mac
 
         mac = docker_mac(ip)
         owner = ctx.node_of_ip(ip)
         _, why = alive(ctx, ip)
-        pts = sorted({picked_backend(ctx, c)[1].split(":", 1)[1] for c in cids})
         ev = [f"{len(cids)} connection(s) entering {node} were balanced to {ip} (on {owner}) and never "
               f"encapsulated towards {owner}", *conn_lines(ctx, cids),
               f"ARP requests for {ip} unanswered at {', '.join(pts)}", why]
@@ -301,7 +295,7 @@ class RedirectMissing(Detector):
         f = ctx.failed
         if f.empty:
             return []
-        at_task = f["last_seen_point"].map(lambda p: ctx.role(p) == "task").to_numpy()
+        at_task = ctx.roles(f["last_seen_point"]) == "task"
         sel = f[at_task & (f["missing_at"] == f["last_seen_point"]).to_numpy()]
         out = []
         for point, cids in group(sel, sel["last_seen_point"]).items():

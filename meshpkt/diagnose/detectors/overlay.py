@@ -9,7 +9,7 @@ import pandas as pd
 
 from meshpkt.decode.addr import ip4_int
 from meshpkt.diagnose.context import Context
-from meshpkt.diagnose.detectors._util import conn_lines, group, last_hop
+from meshpkt.diagnose.detectors._util import conn_lines, group
 from meshpkt.diagnose.finding import Finding
 from meshpkt.diagnose.registry import Detector, register
 
@@ -47,19 +47,20 @@ class VxlanDropped(Detector):
         f = ctx.failed
         if f.empty:
             return []
-        keys, rows = [], []
-        for cid, last, miss, lost in zip(f["conn_id"], f["last_seen_point"], f["missing_at"], f["lost_fwd"],
-                                         strict=True):
-            hop = last_hop(ctx, int(cid), str(last))
-            if hop is None or pd.isna(hop["vni"]) or not isinstance(miss, str) or int(lost or 0) > 0:
-                continue
-            if ctx.role(miss) not in ("host", "underlay"):  # it did arrive: dropped inside the node
-                continue
-            if ctx.node_of_point(str(last)) == ctx.node_of_ip(str(hop["outer_dst"])):  # reached B's interface
-                continue
-            keys.append((str(hop["outer_src"]), str(hop["outer_dst"]), int(hop["vni"])))
-            rows.append(int(cid))
-        sel = ctx.conns.loc[rows] if rows else ctx.conns.iloc[:0]
+        hop = ctx.last_seen_hop.reindex(f.index)
+        enc = hop["vni"].notna().to_numpy() & f["missing_at"].notna().to_numpy()
+        enc &= f["lost_fwd"].fillna(0).astype(int).to_numpy() == 0
+        enc &= np.isin(ctx.roles(f["missing_at"]), ("host", "underlay"))  # else it arrived: dropped inside
+        sel, hop = f[enc], hop[enc]
+        if sel.empty:
+            return []
+        # the VXLAN never reached B's interface
+        b_nodes = pd.Series(hop["outer_dst"].astype(str).unique()).map(lambda ip: ctx.node_of_ip(ip))
+        b_of = dict(zip(hop["outer_dst"].astype(str).unique(), b_nodes, strict=True))
+        away = ctx.nodes(sel["last_seen_point"].astype(str)) != hop["outer_dst"].astype(str).map(b_of).to_numpy()
+        sel, hop = sel[away], hop[away]
+        keys = list(zip(hop["outer_src"].astype(str), hop["outer_dst"].astype(str), hop["vni"].astype(int),
+                        strict=True))
         return [self._finding(ctx, k[0], k[1], k[2], cids) for k, cids in group(sel, keys).items()]
 
     def _finding(self, ctx: Context, a_ip: str, b_ip: str, vni: int, cids: list[int]) -> Finding:
@@ -177,8 +178,8 @@ def _expected_vteps(ctx: Context) -> dict[tuple[str, int], str]:
 def _vxlan_sources(ctx: Context) -> pd.DataFrame:
     """Distinct (outer src, outer dst, inner source MAC, inner source IP, vni) of VXLAN seen at host points."""
     pk = ctx.packets
-    roles = pk["point"].astype(str).map(ctx.role).to_numpy()
-    vx = pk[(pk["vni"].to_numpy() >= 0) & (roles == "host")]
+    vx = pk[pk["vni"].to_numpy() >= 0]
+    vx = vx[ctx.roles(vx["point"]) == "host"]
     cols = ["outer_src", "outer_dst", "inner_eth_src", "inner_src", "vni"]
     return vx.groupby(cols, observed=True).size().reset_index(name="packets")
 

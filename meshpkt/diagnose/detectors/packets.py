@@ -170,18 +170,19 @@ class ConntrackInvalidReset(Detector):
         if rst.empty:
             return []
         origin = rst.sort_values("ts_corr_ns", kind="stable").groupby("conn_id").head(1)
-        roles = origin["point"].astype(str).map(ctx.role).to_numpy()
-        origin = origin[np.isin(roles, ("host", "ingress_sbox", "lb"))]
-        long_idle = set(idle_gaps(ctx).query("gap_ns > @ctx.lb_timeout_s * 1e9")["conn_id"].tolist())
-        out: dict[str, list[tuple[int, str, str]]] = {}
-        for cid, point, ts in zip(origin["conn_id"].astype(int), origin["point"].astype(str),
-                                  origin["ts_corr_ns"], strict=True):
-            hops = ctx.hops_of(cid)
-            reached = hops[(hops["role"] == "task").to_numpy() & (hops["bwd_packets"] > 0).to_numpy()]
-            if reached.empty or cid in long_idle:
-                continue
-            out.setdefault(point, []).append((cid, point, self._trigger(ctx, cid, point, int(ts))))
-        return [self._finding(ctx, point, items) for point, items in out.items()]
+        origin = origin[np.isin(ctx.roles(origin["point"].astype(str)), ("host", "ingress_sbox", "lb"))]
+        gaps = idle_gaps(ctx)
+        long_idle = gaps.loc[gaps["gap_ns"].to_numpy() > ctx.lb_timeout_s * 1e9, "conn_id"]
+        h = ctx.hops
+        served = h.loc[(h["role"] == "task").to_numpy() & (h["bwd_packets"] > 0).to_numpy(), "conn_id"]
+        cid = origin["conn_id"].astype(int)
+        origin = origin[cid.isin(served).to_numpy() & ~cid.isin(long_idle).to_numpy()]
+        out = []
+        for point, grp in origin.groupby(origin["point"].astype(str)):
+            items = [(int(c), str(point), self._trigger(ctx, int(c), str(point), int(t)) if k < 2 else "")
+                     for k, (c, t) in enumerate(zip(grp["conn_id"], grp["ts_corr_ns"], strict=True))]
+            out.append(self._finding(ctx, str(point), items))
+        return out
 
     def _trigger(self, ctx: Context, cid: int, point: str, ts: int) -> str:
         pk = _conn_packets(ctx, [cid])
