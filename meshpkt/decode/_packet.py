@@ -37,6 +37,8 @@ MAX_DEPTH = 2
 #: payload digest covers this many leading payload bytes (slow.HASH_BYTES)
 HASH_BYTES = 64
 TOUCH_AHEAD = 4096
+#: packets decoded into the staging matrix at a time (55 rows x 512 int64: 225 kB, in L2)
+BLOCK = 512
 
 P_ETH_SRC = present_bit("eth_src")
 P_ETH_DST = present_bit("eth_dst")
@@ -642,24 +644,51 @@ def _packet(buf, o, end, frame_end, lt, hints, i, res, v6off, pay):  # pragma: n
 
 
 @njit(cache=True)
-def decode_rows(buf, off, cap, wire, lt, hints, res, v6off, pay):  # pragma: no cover - numba
-    """Decode packets k = 0..len(off)-1 into column k of the staging matrix ``res``
-    (``_layout.STAGED`` rows, pre-filled with ``_layout.ABSENT_ROW``). ``v6off[j, k]``: buffer
-    offset of IPv6 address j (``_layout.V6_COLUMNS``) or -1 (pre-filled); ``pay[:, k]``:
-    [start, stop) of the payload digest or -1 (pre-filled). Returns a meaningless checksum of
-    the prefetch reads."""
+def _scatter(res, row, group, at, m):  # pragma: no cover - numba
+    """Copy staging rows row.. into the columns of one dtype group (rows at .. at+m)."""
+    for j in range(len(group)):
+        col = group[j]
+        for q in range(m):
+            col[at + q] = res[row + j, q]
+    return row + len(group)
+
+
+@njit(cache=True)
+def decode_rows(buf, off, cap, wire, lt, hints, absent, groups, base, v6off, pay):  # pragma: no cover - numba
+    """Decode packets k = 0..len(off)-1 into rows base + k of the output columns.
+
+    ``groups``: the columns as one tuple per dtype (``_layout.GROUPS`` without the digest, in
+    ``_layout.STAGED`` order). Packets are decoded in blocks of ``BLOCK`` into a small int64
+    staging matrix (rows ``STAGED``, pre-filled with ``absent``) that stays in cache, then
+    scattered into the typed columns. ``v6off[j, k]``: buffer offset of IPv6 address j
+    (``_layout.V6_COLUMNS``) or -1 (pre-filled); ``pay[:, k]``: [start, stop) of the payload
+    digest or -1 (pre-filled). Returns a meaningless checksum of the prefetch reads."""
     n = off.shape[0]
     nbuf = buf.shape[0]
     pf = off[0] if n else 0
     acc = np.int64(0)
-    for k in range(n):
-        upto = min(off[k] + TOUCH_AHEAD, nbuf)  # a sequential stream the prefetcher follows
-        while pf < upto:
-            acc ^= np.int64(buf[pf])
-            pf += 64
-        o = off[k]
-        f = _packet(buf, o, o + cap[k], o + wire[k], lt[k], hints, k, res, v6off[:, k], pay[:, k])
-        res[PROBLEMS, k] = f & 0xFFFF
-        res[TRUNCATED, k] = 1 if cap[k] < wire[k] or (f & CUT) != 0 else 0
-        res[DECODED, k] = 2 if f & BAD else (1 if f & CHAIN else 0)
+    res = np.empty((absent.shape[0], BLOCK), np.int64)
+    for k0 in range(0, n, BLOCK):
+        m = min(BLOCK, n - k0)
+        for r in range(absent.shape[0]):
+            res[r, :m] = absent[r]
+        for q in range(m):
+            k = k0 + q
+            upto = min(off[k] + TOUCH_AHEAD, nbuf)  # a sequential stream the prefetcher follows
+            while pf < upto:
+                acc ^= np.int64(buf[pf])
+                pf += 64
+            o = off[k]
+            f = _packet(buf, o, o + cap[k], o + wire[k], lt[k], hints, q, res, v6off[:, k], pay[:, k])
+            res[PROBLEMS, q] = f & 0xFFFF
+            res[TRUNCATED, q] = 1 if cap[k] < wire[k] or (f & CUT) != 0 else 0
+            res[DECODED, q] = 2 if f & BAD else (1 if f & CHAIN else 0)
+        row = _scatter(res, 0, groups[0], base + k0, m)
+        row = _scatter(res, row, groups[1], base + k0, m)
+        row = _scatter(res, row, groups[2], base + k0, m)
+        row = _scatter(res, row, groups[3], base + k0, m)
+        row = _scatter(res, row, groups[4], base + k0, m)
+        row = _scatter(res, row, groups[5], base + k0, m)
+        row = _scatter(res, row, groups[6], base + k0, m)
+        row = _scatter(res, row, groups[7], base + k0, m)
     return acc
