@@ -118,7 +118,8 @@ def _grouped(conn_ids: np.ndarray, frame: pd.DataFrame, columns: list[str]) -> t
     counts = np.bincount(pos[keep], minlength=len(conn_ids))
     offsets = np.zeros(len(conn_ids) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    table = pa.table({c: _arrow(frame[c].astype(str) if c == "point" else frame[c]) for c in columns})
+    table = pa.table({c: _arrow(frame[c].astype(str) if c == "point" else frame[c]) if c in frame
+                      else pa.array([], pa.string()) for c in columns})
     return table.take(pa.array(order)), offsets
 
 

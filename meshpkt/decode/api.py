@@ -94,11 +94,10 @@ def _decode_into(cap: CaptureBuffer, cols: dict[str, np.ndarray], base: int, por
     if force_slow:
         _decode_slow(buf, off, cl, wl, lt, ports, cols, base)
     else:
-        groups = fast.column_groups(cols)
         released = 0
         for s in range(0, n, fast.CHUNK):
             e = min(n, s + fast.CHUNK)
-            fast.decode_chunk(buf, off[s:e], cl[s:e], wl[s:e], lt[s:e], ports, cols, base + s, groups)
+            fast.decode_chunk(buf, off[s:e], cl[s:e], wl[s:e], lt[s:e], ports, cols, base + s)
             if e < n:  # the file's pages before the next chunk are done with
                 released = release_pages(buf, released, int(off[e]))
             if on_progress is not None:

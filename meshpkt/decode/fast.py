@@ -14,15 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from meshpkt.decode._layout import DTYPES, GROUPS, V6_COLUMNS
+from meshpkt.decode._layout import ABSENT_ROW, STAGED, V6_COLUMNS
 from meshpkt.decode.schema import PRESENT_BITS
 
-CHUNK = 65536
-
-
-def column_groups(out: dict[str, np.ndarray]) -> tuple[tuple[np.ndarray, ...], ...]:
-    """The output columns as the kernel's tuple of per-dtype tuples (``_layout.GROUPS``)."""
-    return tuple(tuple(out[name] for name in GROUPS[dt]) for dt in DTYPES)
+CHUNK = 8192
+_ABSENT = np.array(ABSENT_ROW, dtype=np.int64)
 
 
 def hint_array(ports: Sequence[int]) -> np.ndarray:
@@ -30,16 +26,19 @@ def hint_array(ports: Sequence[int]) -> np.ndarray:
 
 
 def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.ndarray, lt: np.ndarray,
-                 ports: Sequence[int], out: dict[str, np.ndarray], s: int,
-                 groups: tuple[tuple[np.ndarray, ...], ...] | None = None) -> None:
+                 ports: Sequence[int], out: dict[str, np.ndarray], s: int) -> None:
     """Decode packets ``s .. s+len(off)`` into the ``out`` columns (pre-filled with absent
     values). ``ports``: UDP ports that carry VXLAN besides 4789 and 8472."""
     from meshpkt.decode._packet import decode_rows
 
     n = off.shape[0]
+    res = np.empty((len(STAGED), n), np.int64)
+    res[:] = _ABSENT[:, None]
     v6off = np.full((len(V6_COLUMNS), n), -1, np.int64)
     pay = np.full((2, n), -1, np.int64)
-    decode_rows(buf, off, cap, wire, lt, hint_array(ports), s, groups or column_groups(out), v6off, pay)
+    decode_rows(buf, off, cap, wire, lt, hint_array(ports), res, v6off, pay)
+    for row, name in enumerate(STAGED):
+        np.copyto(out[name][s:s + n], res[row], casting="unsafe")
     _v6_values(buf, v6off, out, s)
     _payload_digest(buf, pay, out, s)
 

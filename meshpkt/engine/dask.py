@@ -154,6 +154,10 @@ def analyze_dask(captures: list[CaptureArg], *, topology: Any = None, vxlan_port
             bad = next(p for p in state.problems if p.fatal)
             raise CaptureError(bad.message, bad.path)
         topo = infer_topology_from_sample(state, resolve_topology(captures, topology))
+        if state.rows == 0:
+            from meshpkt.engine.run import empty_analysis
+
+            return empty_analysis(state.counts.result(), topo, problems)
         m = match(state, correct_clocks)
         small = replace(m, summaries=replace(m.summaries, anchors=m.summaries.anchors.iloc[:0]))
         m_fut = c.scatter(small, broadcast=True)

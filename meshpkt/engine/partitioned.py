@@ -391,10 +391,16 @@ def analyze_partitioned(captures: list[CaptureArg], *, topology: Any = None, vxl
     try:
         state = first_pass(captures, api._ports(vxlan_ports), work, problems, progress, chunk_records,
                            export=packets_out is not None)
-        if problems is not None:
+        if problems is not None and state.rows:
             problems.extend(state.problems)
         topo = infer_topology_from_sample(state, resolve_topology(captures, topology))
         state.topo_sample.clear()
+        if state.rows == 0:
+            from meshpkt.engine.run import empty_analysis
+
+            if problems is not None:
+                problems.extend(state.problems)
+            return empty_analysis(state.counts.result(), topo, problems)
         m = match(state, correct_clocks)
         if packets_out is not None:
             write_packets(state, m, *packets_out)

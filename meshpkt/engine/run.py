@@ -78,5 +78,25 @@ def analyze(captures: Iterable[CaptureArg], *, topology: Topology | dict[str, An
     from meshpkt.engine.decode import read_captures
 
     packets = read_captures(caps, vxlan_ports=vxlan_ports, problems=problems, progress=progress, workers=workers)
+    if len(packets) == 0:
+        from meshpkt.flows.summary import summarize
+
+        return empty_analysis(summarize(packets), resolve_topology(caps, topology), problems)
     return flows_analyze(caps, packets=packets, topology=topology, problems=problems,
                          correct_clocks=correct_clocks)
+
+
+def empty_analysis(summary: dict[str, Any], topology: Topology, problems: list[Any] | None) -> Analysis:
+    """The analysis of captures without a single packet (all unreadable, or empty)."""
+    import pandas as pd
+
+    from meshpkt.decode import empty_table
+    from meshpkt.flows import Analysis, _empty_connections
+
+    bal: dict[str, Any] = {"per_entry": {}, "round_robin": {}}
+    summary.update(topology="inferred" if topology.inferred else topology.source, connections=0, status={},
+                   clock_offsets={}, balance=bal,
+                   problems=[str(getattr(p, "message", p)) for p in (problems or [])])
+    none = pd.DataFrame({"conn_id": pd.Series([], dtype="int64")})
+    return Analysis(empty_table(), none.assign(stray=pd.Series([], dtype=bool)), _empty_connections(), none,
+                    summary, {}, bal, topology, list(problems or []), none)

@@ -19,7 +19,14 @@ from meshpkt.remote.discover import NodeInfo, name_nodes
 from meshpkt.remote.scripts import COLLECT, remote_command
 from meshpkt.remote.ssh import Transport, each_node, ssh_error
 from meshpkt.remote.target import Target
-from meshpkt.rules.collect import NS_COMMANDS, CollectReport, CommandResult, NamespaceReport, NamespaceTarget
+from meshpkt.rules.collect import (
+    NS_COMMANDS,
+    CollectReport,
+    CommandResult,
+    NamespaceReport,
+    NamespaceTarget,
+    redact_xfrm_keys,
+)
 from meshpkt.rules.model import role_from_name
 
 _ARGV = dict(NS_COMMANDS) | {"iptables-legacy-save.txt": ["iptables-legacy-save", "-c"]}
@@ -106,6 +113,8 @@ def write_node(root: Path, node: str, dump: NodeDump) -> list[NamespaceReport]:
             if b.file.startswith("iptables"):
                 warn = [ln for ln in err.splitlines() if ln.lstrip().lower().startswith("# warning")]
                 text = "".join(w + "\n" for w in warn) + text
+            if b.file == "ip-xfrm-state.txt":
+                text = redact_xfrm_keys(text)
             (d / b.file).write_text(text, encoding="utf-8")
         rep.results.append(CommandResult(b.file, argv, b.status, b.returncode,
                                          f"{argv[0]} not installed" if b.status == "missing" else err[:500]))

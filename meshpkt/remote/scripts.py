@@ -159,6 +159,8 @@ dump() {
   emit "$ns" ip-addr.json ip -j addr show
   emit "$ns" ip-route.txt ip route show
   emit "$ns" ip-neigh.txt ip neigh show
+  emit "$ns" ip-xfrm-state.txt ip xfrm state
+  emit "$ns" ip-xfrm-policy.txt ip xfrm policy
 }
 echo "@hostname $(hostname 2>/dev/null || uname -n)"
 dump host
