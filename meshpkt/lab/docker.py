@@ -324,6 +324,10 @@ class DockerLab:
                     break
                 time.sleep(0.1)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        try:
+            self.state_dir.parent.rmdir()  # only when no other docker lab is up
+        except OSError:
+            pass
         left = [n for n in list_netns() if lab_ns_regex(self.name).match(n)]
         if left:
             raise LabError(f"could not remove namespace(s): {', '.join(left)}")
