@@ -46,14 +46,13 @@ def diagnose_cmd(
     if not captures:
         raise UsageError("no captures given (meshpkt diagnose CAPTURES... [--dumps DIR])")
     from meshpkt.cli.analyze import parse_capture_args
-    from meshpkt.diagnose import diagnose
 
     for d in dumps or []:
         if not d.exists():
             raise UsageError(f"{d}: no such dump directory or transcript")
     problems: list[Any] = []
-    result = diagnose(parse_capture_args(captures), dumps=dumps or [], topology=topology,
-                      encrypted_vnis=encrypted_vni or [], lb_timeout_s=lb_timeout, problems=problems)
+    result = _run(parse_capture_args(captures), problems, dumps=dumps or [], topology=topology,
+                  encrypted_vnis=encrypted_vni or [], lb_timeout_s=lb_timeout)
     if problems and not result.analysis.get("packets"):
         for p in problems:
             print(f"meshpkt: error: {p}", file=sys.stderr)
@@ -69,6 +68,16 @@ def diagnose_cmd(
     code = result.exit_code() or (2 if problems else 0)
     if code:
         raise typer.Exit(code)
+
+
+def _run(caps: list[Any], problems: list[Any], **kw: Any) -> Diagnosis:
+    """``diagnose``, with a progress bar on stderr for large inputs on a TTY."""
+    from meshpkt.cli.analyze import _input_size, _progress_bar
+    from meshpkt.diagnose import diagnose
+
+    bar, update = _progress_bar(_input_size(caps))
+    with bar:
+        return diagnose(caps, problems=problems, progress=update, **kw)
 
 
 def render(result: Diagnosis) -> str:

@@ -59,6 +59,9 @@ def up_cmd(
         print(json.dumps(status, indent=1))
         return
     _render_summary(status, title=f"lab {status['name']} is up in {status['up_seconds']:.2f} s")
+    if ssh:
+        print(f"ssh: ip netns exec {status['clients'][0]['netns']} ssh -F {Lab(s.name).ssh_config()} "
+              f"{status['nodes'][0]['name']}")
 
 
 _DOCKER = typer.Option(False, "--docker", help="The real Docker Swarm lab (lab up --docker).")

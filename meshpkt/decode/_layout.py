@@ -1,10 +1,12 @@
-"""Where the packet kernel writes: the schema's columns grouped by dtype (pure data, no numba).
+"""Where the packet kernel writes (pure data, no numba).
 
-``_packet.decode_rows`` receives the output columns as one tuple per dtype (numba indexes a
-tuple of same-typed arrays with a compile-time constant); ``GROUP`` and ``INDEX`` say which
-tuple and which position hold a column. Columns the kernel does not write (the capture's
-own ``record``/``ts_ns``/``caplen``/``wirelen``/``linktype``, the ``point`` category and the
-IPv6 address objects) are not in any group.
+``_packet.decode_rows`` writes a chunk's fields into one int64 staging matrix, one row per
+column in ``STAGED`` (``at(name)`` is the row), pre-filled with ``ABSENT_ROW``;
+``fast.decode_chunk`` then copies each row into its typed column (a contiguous cast). One
+small matrix keeps the kernel's helpers cheap to call (a tuple of 60 arrays is not).
+Columns the kernel does not write (the capture's own ``record``/``ts_ns``/``caplen``/
+``wirelen``/``linktype``, the ``point`` category, the IPv6 address objects and the payload
+digest) are not staged.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ INDEX: dict[str, int] = {n: names.index(n) for names in GROUPS.values() for n in
 V6_COLUMNS: tuple[str, ...] = ("outer_src6", "outer_dst6", "inner_src6", "inner_dst6")
 
 
-def at(name: str) -> tuple[int, int]:
-    """(group, index) of a kernel-written column."""
-    return GROUP[name], INDEX[name]
+STAGED: tuple[str, ...] = tuple(n for dt in DTYPES for n in GROUPS[dt] if n != "payload_hash")
+ABSENT_ROW: tuple[int, ...] = tuple(int(COLUMNS[n][1]) for n in STAGED)  # type: ignore[call-overload]
+
+
+def at(name: str) -> int:
+    """The staging row of a kernel-written column."""
+    return STAGED.index(name)
 
 
 def present_bit(name: str) -> int:

@@ -37,6 +37,8 @@ MAX_DEPTH = 2
 #: payload digest covers this many leading payload bytes (slow.HASH_BYTES)
 HASH_BYTES = 64
 TOUCH_AHEAD = 4096
+#: packets decoded into the staging matrix at a time (55 rows x 512 int64: 225 kB, in L2)
+BLOCK = 512
 
 P_ETH_SRC = present_bit("eth_src")
 P_ETH_DST = present_bit("eth_dst")
@@ -87,8 +89,8 @@ def _u(buf, p, nb, lim):  # pragma: no cover - numba
 
 
 @njit(cache=True, inline="always")
-def _set_present(cols, i, bit):  # pragma: no cover - numba
-    cols[PRESENT[0]][PRESENT[1]][i] |= bit
+def _set_present(res, i, bit):  # pragma: no cover - numba
+    res[PRESENT, i] |= bit
 
 
 @njit(cache=True, inline="always")
@@ -119,10 +121,10 @@ def _llc(buf, p, end):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _link(buf, o, end, frame_end, lt, i, cols):  # pragma: no cover - numba
+def _link(buf, o, end, frame_end, lt, i, res):  # pragma: no cover - numba
     """(L3 offset, EtherType, flags); L3 offset -1 when there is no decodable L3."""
     if lt == 1 or lt == 113 or lt == 276:
-        return _link_typed(buf, o, end, frame_end, lt, i, cols)
+        return _link_typed(buf, o, end, frame_end, lt, i, res)
     if lt == 101 or lt == 12 or lt == 14:
         b = _u(buf, o, 1, end)
         if b < 0:
@@ -145,17 +147,17 @@ def _link(buf, o, end, frame_end, lt, i, cols):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _link_typed(buf, o, end, frame_end, lt, i, cols):  # pragma: no cover - numba
+def _link_typed(buf, o, end, frame_end, lt, i, res):  # pragma: no cover - numba
     """Ethernet, SLL, SLL2: addresses, up to two VLAN tags, EtherType or 802.3 LLC."""
     f = 0
     if lt == 1:
         d, s = _u(buf, o, 6, end), _u(buf, o + 6, 6, end)
         if d >= 0:
-            cols[ETH_DST[0]][ETH_DST[1]][i] = d
-            _set_present(cols, i, P_ETH_DST)
+            res[ETH_DST, i] = d
+            _set_present(res, i, P_ETH_DST)
         if s >= 0:
-            cols[ETH_SRC[0]][ETH_SRC[1]][i] = s
-            _set_present(cols, i, P_ETH_SRC)
+            res[ETH_SRC, i] = s
+            _set_present(res, i, P_ETH_SRC)
         tp, tr = o + 12, o + 14
     else:
         if lt == 113:
@@ -164,8 +166,8 @@ def _link_typed(buf, o, end, frame_end, lt, i, cols):  # pragma: no cover - numb
             alen, apos, tp, tr = _u(buf, o + 11, 1, end), o + 12, o, o + 20
         a = _u(buf, apos, 6, end)
         if alen == 6 and a >= 0:
-            cols[ETH_SRC[0]][ETH_SRC[1]][i] = a
-            _set_present(cols, i, P_ETH_SRC)
+            res[ETH_SRC, i] = a
+            _set_present(res, i, P_ETH_SRC)
     if tr > end:
         f |= CUT
     t = _u(buf, tp, 2, end)
@@ -175,9 +177,9 @@ def _link_typed(buf, o, end, frame_end, lt, i, cols):  # pragma: no cover - numb
         tci = _u(buf, tr, 2, end)
         if tci >= 0:
             if k == 0:
-                cols[VLAN[0]][VLAN[1]][i] = tci & 0xFFF
+                res[VLAN, i] = tci & 0xFFF
             else:
-                cols[VLAN2[0]][VLAN2[1]][i] = tci & 0xFFF
+                res[VLAN2, i] = tci & 0xFFF
         t = _u(buf, tr + 2, 2, end)
         tr += 4
     if t < 0:
@@ -196,7 +198,7 @@ def _link_typed(buf, o, end, frame_end, lt, i, cols):  # pragma: no cover - numb
 
 
 @njit(cache=True)
-def _inner_eth(buf, ie, end, lim, i, cols):  # pragma: no cover - numba
+def _inner_eth(buf, ie, end, lim, i, res):  # pragma: no cover - numba
     """The Ethernet frame carried by a tunnel (one optional 802.1Q tag)."""
     if ie > end:
         return -1, -1, CUT | BAD
@@ -204,23 +206,23 @@ def _inner_eth(buf, ie, end, lim, i, cols):  # pragma: no cover - numba
         return -1, -1, LENGTH | BAD
     d, s = _u(buf, ie, 6, lim), _u(buf, ie + 6, 6, lim)
     if d >= 0:
-        cols[INNER_ETH_DST[0]][INNER_ETH_DST[1]][i] = d
-        _set_present(cols, i, P_IETH_DST)
+        res[INNER_ETH_DST, i] = d
+        _set_present(res, i, P_IETH_DST)
     if s >= 0:
-        cols[INNER_ETH_SRC[0]][INNER_ETH_SRC[1]][i] = s
-        _set_present(cols, i, P_IETH_SRC)
+        res[INNER_ETH_SRC, i] = s
+        _set_present(res, i, P_IETH_SRC)
     t = _u(buf, ie + 12, 2, lim)
     hdr = ie + 14
     if t == 0x8100:
         tci = _u(buf, ie + 14, 2, lim)
         if tci >= 0:
-            cols[INNER_VLAN[0]][INNER_VLAN[1]][i] = tci & 0xFFF
+            res[INNER_VLAN, i] = tci & 0xFFF
         t = _u(buf, ie + 16, 2, lim)
         hdr = ie + 18
     if t < 0:
         return -1, -1, _missing(hdr - 2, 2, end)
-    cols[INNER_ETHERTYPE[0]][INNER_ETHERTYPE[1]][i] = t
-    _set_present(cols, i, P_IETHERTYPE)
+    res[INNER_ETHERTYPE, i] = t
+    _set_present(res, i, P_IETHERTYPE)
     return hdr, t, 0
 
 
@@ -228,7 +230,7 @@ def _inner_eth(buf, ie, end, lim, i, cols):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _ip4(buf, pos, end, lim, enc_end, level, in_frag, i, cols):  # pragma: no cover - numba
+def _ip4(buf, pos, end, lim, enc_end, level, in_frag, i, res):  # pragma: no cover - numba
     """IPv4 at pos: (transport offset or -1, protocol, IP end, flags). ``lim``: where readable
     bytes end; ``enc_end``: the end the enclosing layer claims (the frame for the outer IP)."""
     b0 = _u(buf, pos, 1, lim)
@@ -242,11 +244,11 @@ def _ip4(buf, pos, end, lim, enc_end, level, in_frag, i, cols):  # pragma: no co
     src, dst = _u(buf, pos + 12, 4, lim), _u(buf, pos + 16, 4, lim)
     f = CHAIN if ihl > 5 else 0
     if ipid >= 0:
-        cols[IP_ID[0]][IP_ID[1]][i] = ipid
+        res[IP_ID, i] = ipid
     if level == 0:
-        _ip4_outer(ipid, ff, ttl, proto, src, dst, i, cols)
+        _ip4_outer(ipid, ff, ttl, proto, src, dst, i, res)
     else:
-        _ip4_inner(ttl, proto, src, dst, i, cols)
+        _ip4_inner(ttl, proto, src, dst, i, res)
     if ihl < 5:
         return -1, proto, -1, f | BAD | MALF
     l4 = pos + ihl * 4
@@ -261,7 +263,7 @@ def _ip4(buf, pos, end, lim, enc_end, level, in_frag, i, cols):  # pragma: no co
     if ip_end < l4:
         return -1, proto, -1, f | BAD | LENGTH
     if level == 0 and ff & 0x3FFF and tot > 0:
-        cols[OUTER_FRAG_LEN[0]][OUTER_FRAG_LEN[1]][i] = tot - ihl * 4
+        res[OUTER_FRAG_LEN, i] = tot - ihl * 4
     if ip_end > enc_end:
         ip_end = enc_end
         if not in_frag:
@@ -274,46 +276,46 @@ def _ip4(buf, pos, end, lim, enc_end, level, in_frag, i, cols):  # pragma: no co
 
 
 @njit(cache=True)
-def _ip4_outer(ipid, ff, ttl, proto, src, dst, i, cols):  # pragma: no cover - numba
-    cols[OUTER_IPVER[0]][OUTER_IPVER[1]][i] = 4
+def _ip4_outer(ipid, ff, ttl, proto, src, dst, i, res):  # pragma: no cover - numba
+    res[OUTER_IPVER, i] = 4
     if ipid >= 0:
-        cols[OUTER_IP_ID[0]][OUTER_IP_ID[1]][i] = ipid
+        res[OUTER_IP_ID, i] = ipid
     if ff >= 0:
-        _set_present(cols, i, P_DF | P_FRAG)
-        cols[OUTER_DF[0]][OUTER_DF[1]][i] = (ff & 0x4000) != 0
-        cols[OUTER_FRAG[0]][OUTER_FRAG[1]][i] = (ff & 0x3FFF) != 0
-        cols[OUTER_MF[0]][OUTER_MF[1]][i] = (ff & 0x2000) != 0
+        _set_present(res, i, P_DF | P_FRAG)
+        res[OUTER_DF, i] = (ff & 0x4000) != 0
+        res[OUTER_FRAG, i] = (ff & 0x3FFF) != 0
+        res[OUTER_MF, i] = (ff & 0x2000) != 0
         if ff & 0x3FFF:
-            cols[OUTER_FRAG_OFF[0]][OUTER_FRAG_OFF[1]][i] = (ff & 0x1FFF) * 8
+            res[OUTER_FRAG_OFF, i] = (ff & 0x1FFF) * 8
     if ttl >= 0:
-        cols[OUTER_TTL[0]][OUTER_TTL[1]][i] = ttl
+        res[OUTER_TTL, i] = ttl
     if proto >= 0:
-        cols[OUTER_PROTO[0]][OUTER_PROTO[1]][i] = proto
+        res[OUTER_PROTO, i] = proto
     if src >= 0:
-        cols[OUTER_SRC[0]][OUTER_SRC[1]][i] = src
-        _set_present(cols, i, P_OUTER_SRC)
+        res[OUTER_SRC, i] = src
+        _set_present(res, i, P_OUTER_SRC)
     if dst >= 0:
-        cols[OUTER_DST[0]][OUTER_DST[1]][i] = dst
-        _set_present(cols, i, P_OUTER_DST)
+        res[OUTER_DST, i] = dst
+        _set_present(res, i, P_OUTER_DST)
 
 
 @njit(cache=True)
-def _ip4_inner(ttl, proto, src, dst, i, cols):  # pragma: no cover - numba
-    cols[INNER_IPVER[0]][INNER_IPVER[1]][i] = 4
+def _ip4_inner(ttl, proto, src, dst, i, res):  # pragma: no cover - numba
+    res[INNER_IPVER, i] = 4
     if ttl >= 0:
-        cols[INNER_TTL[0]][INNER_TTL[1]][i] = ttl
+        res[INNER_TTL, i] = ttl
     if proto >= 0:
-        cols[INNER_PROTO[0]][INNER_PROTO[1]][i] = proto
+        res[INNER_PROTO, i] = proto
     if src >= 0:
-        cols[INNER_SRC[0]][INNER_SRC[1]][i] = src
-        _set_present(cols, i, P_INNER_SRC)
+        res[INNER_SRC, i] = src
+        _set_present(res, i, P_INNER_SRC)
     if dst >= 0:
-        cols[INNER_DST[0]][INNER_DST[1]][i] = dst
-        _set_present(cols, i, P_INNER_DST)
+        res[INNER_DST, i] = dst
+        _set_present(res, i, P_INNER_DST)
 
 
 @njit(cache=True)
-def _ip6(buf, pos, end, lim, enc_end, level, in_frag, i, cols, v6off):  # pragma: no cover - numba
+def _ip6(buf, pos, end, lim, enc_end, level, in_frag, i, res, v6off):  # pragma: no cover - numba
     """IPv6 at pos and its extension-header chain (see ``_ip4`` for the arguments/result)."""
     b0 = _u(buf, pos, 1, lim)
     if b0 < 0:
@@ -323,11 +325,11 @@ def _ip6(buf, pos, end, lim, enc_end, level, in_frag, i, cols, v6off):  # pragma
     plen, nh, hlim = _u(buf, pos + 4, 2, lim), _u(buf, pos + 6, 1, lim), _u(buf, pos + 7, 1, lim)
     ttl_col, proto_col = (OUTER_TTL, OUTER_PROTO) if level == 0 else (INNER_TTL, INNER_PROTO)
     ver_col, k6 = (OUTER_IPVER, 0) if level == 0 else (INNER_IPVER, 2)
-    cols[ver_col[0]][ver_col[1]][i] = 6
+    res[ver_col, i] = 6
     if hlim >= 0:
-        cols[ttl_col[0]][ttl_col[1]][i] = hlim
+        res[ttl_col, i] = hlim
     if nh >= 0:
-        cols[proto_col[0]][proto_col[1]][i] = nh
+        res[proto_col, i] = nh
     if pos + 24 <= lim:
         v6off[k6] = pos + 8
     if pos + 40 <= lim:
@@ -342,9 +344,9 @@ def _ip6(buf, pos, end, lim, enc_end, level, in_frag, i, cols, v6off):  # pragma
         ip_end = enc_end
         if not in_frag:
             f |= LENGTH
-    l4, proto, g = _v6_chain(buf, pos + 40, nh, end, min(end, ip_end), level, i, cols)
+    l4, proto, g = _v6_chain(buf, pos + 40, nh, end, min(end, ip_end), level, i, res)
     f |= g
-    cols[proto_col[0]][proto_col[1]][i] = proto
+    res[proto_col, i] = proto
     if l4 < 0:
         return -1, proto, ip_end, f
     if ip_end < l4:
@@ -355,14 +357,14 @@ def _ip6(buf, pos, end, lim, enc_end, level, in_frag, i, cols, v6off):  # pragma
 
 
 @njit(cache=True)
-def _v6_chain(buf, p, nh, end, lim, level, i, cols):  # pragma: no cover - numba
+def _v6_chain(buf, p, nh, end, lim, level, i, res):  # pragma: no cover - numba
     """Walk the extension headers from p: (transport offset or -1, protocol, flags)."""
     f = 0
     for _ in range(16):
         if not (nh == 0 or nh == 43 or nh == 44 or nh == 51 or nh == 60 or nh == 135 or nh == 139
                 or nh == 140 or nh == 253 or nh == 254):
             if level == 0:
-                _set_present(cols, i, P_FRAG)
+                _set_present(res, i, P_FRAG)
             return p, nh, f
         f |= CHAIN
         if not (nh == 0 or nh == 43 or nh == 44 or nh == 51 or nh == 60):
@@ -377,10 +379,10 @@ def _v6_chain(buf, p, nh, end, lim, level, i, cols):  # pragma: no cover - numba
         if nh == 44:
             fo = _u(buf, p + 2, 2, lim)
             if level == 0:
-                _set_present(cols, i, P_FRAG)
-                cols[OUTER_FRAG[0]][OUTER_FRAG[1]][i] = True
-                cols[OUTER_MF[0]][OUTER_MF[1]][i] = (fo & 1) != 0
-                cols[OUTER_FRAG_OFF[0]][OUTER_FRAG_OFF[1]][i] = (fo >> 3) * 8
+                _set_present(res, i, P_FRAG)
+                res[OUTER_FRAG, i] = True
+                res[OUTER_MF, i] = (fo & 1) != 0
+                res[OUTER_FRAG_OFF, i] = (fo >> 3) * 8
             if fo >> 3:
                 f |= FRAGN
             elif fo & 1:
@@ -443,82 +445,82 @@ def _tunnel(buf, u, lim, sp, dp, hints):  # pragma: no cover - numba
 
 
 @njit(cache=True)
-def _enter_tunnel(kind, vni, vflags, tproto, depth, i, cols):  # pragma: no cover - numba
+def _enter_tunnel(kind, vni, vflags, tproto, depth, i, res):  # pragma: no cover - numba
     """Record tunnel level ``depth`` (1: outermost) and forget what an outer level put in the
     inner columns."""
-    cols[TUNNEL_DEPTH[0]][TUNNEL_DEPTH[1]][i] = depth
-    cols[IP_ID[0]][IP_ID[1]][i] = -1
+    res[TUNNEL_DEPTH, i] = depth
+    res[IP_ID, i] = -1
     if depth == 1:
-        cols[TUNNEL[0]][TUNNEL[1]][i] = kind
+        res[TUNNEL, i] = kind
         if vni >= 0:
-            cols[VNI[0]][VNI[1]][i] = vni
+            res[VNI, i] = vni
         if vflags >= 0:
-            cols[VXLAN_FLAGS[0]][VXLAN_FLAGS[1]][i] = vflags
+            res[VXLAN_FLAGS, i] = vflags
         if tproto >= 0:
-            cols[TUNNEL_PROTO[0]][TUNNEL_PROTO[1]][i] = tproto
+            res[TUNNEL_PROTO, i] = tproto
         return
     if vni >= 0:
-        cols[VNI_INNER[0]][VNI_INNER[1]][i] = vni
-    cols[INNER_ETH_SRC[0]][INNER_ETH_SRC[1]][i] = 0
-    cols[INNER_ETH_DST[0]][INNER_ETH_DST[1]][i] = 0
-    cols[INNER_ETHERTYPE[0]][INNER_ETHERTYPE[1]][i] = 0
-    cols[INNER_SRC[0]][INNER_SRC[1]][i] = 0
-    cols[INNER_DST[0]][INNER_DST[1]][i] = 0
-    cols[PRESENT[0]][PRESENT[1]][i] &= ~(P_IETH_SRC | P_IETH_DST | P_IETHERTYPE | P_INNER_SRC | P_INNER_DST)
-    cols[INNER_VLAN[0]][INNER_VLAN[1]][i] = -1
-    cols[INNER_IPVER[0]][INNER_IPVER[1]][i] = 0
-    cols[INNER_TTL[0]][INNER_TTL[1]][i] = -1
-    cols[INNER_PROTO[0]][INNER_PROTO[1]][i] = -1
-    cols[INNER_SPORT[0]][INNER_SPORT[1]][i] = -1
-    cols[INNER_DPORT[0]][INNER_DPORT[1]][i] = -1
+        res[VNI_INNER, i] = vni
+    res[INNER_ETH_SRC, i] = 0
+    res[INNER_ETH_DST, i] = 0
+    res[INNER_ETHERTYPE, i] = 0
+    res[INNER_SRC, i] = 0
+    res[INNER_DST, i] = 0
+    res[PRESENT, i] &= ~(P_IETH_SRC | P_IETH_DST | P_IETHERTYPE | P_INNER_SRC | P_INNER_DST)
+    res[INNER_VLAN, i] = -1
+    res[INNER_IPVER, i] = 0
+    res[INNER_TTL, i] = -1
+    res[INNER_PROTO, i] = -1
+    res[INNER_SPORT, i] = -1
+    res[INNER_DPORT, i] = -1
 
 
 # ---------------------------------------------------------------- transport
 
 
 @njit(cache=True)
-def _ports(buf, t4, lim, level, i, cols):  # pragma: no cover - numba
+def _ports(buf, t4, lim, level, i, res):  # pragma: no cover - numba
     sp, dp = _u(buf, t4, 2, lim), _u(buf, t4 + 2, 2, lim)
     scol, dcol = (OUTER_SPORT, OUTER_DPORT) if level == 0 else (INNER_SPORT, INNER_DPORT)
     if sp >= 0:
-        cols[scol[0]][scol[1]][i] = sp
+        res[scol, i] = sp
     if dp >= 0:
-        cols[dcol[0]][dcol[1]][i] = dp
+        res[dcol, i] = dp
     return sp, dp
 
 
 @njit(cache=True)
-def _esp_in_udp(buf, h, lim, i, cols):  # pragma: no cover - numba
+def _esp_in_udp(buf, h, lim, i, res):  # pragma: no cover - numba
     """UDP 4500 (NAT-T): an ESP SPI unless it is IKE (non-ESP marker 0) or a keepalive."""
     spi = _u(buf, h, 4, lim)
     if spi > 0:
-        cols[ESP_SPI[0]][ESP_SPI[1]][i] = spi
+        res[ESP_SPI, i] = spi
 
 
 @njit(cache=True)
-def _tcp(buf, t4, lim, end, i, cols):  # pragma: no cover - numba
+def _tcp(buf, t4, lim, end, i, res):  # pragma: no cover - numba
     """TCP header fields and options: (header length or -1, flags)."""
     seq, ack = _u(buf, t4 + 4, 4, lim), _u(buf, t4 + 8, 4, lim)
     doff_b, fl, win = _u(buf, t4 + 12, 1, lim), _u(buf, t4 + 13, 1, lim), _u(buf, t4 + 14, 2, lim)
     if seq >= 0:
-        cols[TCP_SEQ[0]][TCP_SEQ[1]][i] = seq
+        res[TCP_SEQ, i] = seq
     if ack >= 0:
-        cols[TCP_ACK[0]][TCP_ACK[1]][i] = ack
+        res[TCP_ACK, i] = ack
     if fl >= 0:
-        cols[TCP_FLAGS[0]][TCP_FLAGS[1]][i] = fl
+        res[TCP_FLAGS, i] = fl
     if win >= 0:
-        cols[TCP_WIN[0]][TCP_WIN[1]][i] = win
+        res[TCP_WIN, i] = win
     if doff_b < 0:
         return -1, _missing(t4 + 12, 1, end)
     doff = doff_b >> 4
     if doff < 5:
         return -1, BAD | MALF
-    _tcp_options(buf, t4 + 20, min(t4 + doff * 4, lim), i, cols)
+    _tcp_options(buf, t4 + 20, min(t4 + doff * 4, lim), i, res)
     return doff * 4, 0
 
 
 @njit(cache=True)
-def _tcp_options(buf, p, e, i, cols):  # pragma: no cover - numba
+def _tcp_options(buf, p, e, i, res):  # pragma: no cover - numba
     while p < e:
         kind = buf[p]
         if kind == 0:
@@ -532,22 +534,22 @@ def _tcp_options(buf, p, e, i, cols):  # pragma: no cover - numba
         if ln < 2 or p + ln > e:
             break
         if kind == 2 and ln == 4:
-            cols[TCP_MSS[0]][TCP_MSS[1]][i] = _u(buf, p + 2, 2, e)
+            res[TCP_MSS, i] = _u(buf, p + 2, 2, e)
         elif kind == 3 and ln == 3:
-            cols[TCP_WSCALE[0]][TCP_WSCALE[1]][i] = buf[p + 2]
+            res[TCP_WSCALE, i] = buf[p + 2]
         elif kind == 8 and ln == 10:
-            cols[TCP_TSVAL[0]][TCP_TSVAL[1]][i] = _u(buf, p + 2, 4, e)
-            cols[TCP_TSECR[0]][TCP_TSECR[1]][i] = _u(buf, p + 6, 4, e)
+            res[TCP_TSVAL, i] = _u(buf, p + 2, 4, e)
+            res[TCP_TSECR, i] = _u(buf, p + 6, 4, e)
         p += ln
 
 
 @njit(cache=True)
-def _transport(buf, t4, proto, t_end, end, i, cols, pay):  # pragma: no cover - numba
+def _transport(buf, t4, proto, t_end, end, i, res, pay):  # pragma: no cover - numba
     """The innermost transport header: its fields, payload length and digest range."""
     lim = min(end, t_end)
     f = 0
     if proto == 6:
-        hl, f = _tcp(buf, t4, lim, end, i, cols)
+        hl, f = _tcp(buf, t4, lim, end, i, res)
         if hl < 0:
             return f
     elif proto == 17 or proto == 50:
@@ -555,13 +557,13 @@ def _transport(buf, t4, proto, t_end, end, i, cols, pay):  # pragma: no cover - 
         if proto == 50:
             spi = _u(buf, t4, 4, lim)
             if spi >= 0:
-                cols[ESP_SPI[0]][ESP_SPI[1]][i] = spi
+                res[ESP_SPI, i] = spi
     elif proto == 1 or proto == 58:
         ty, co = _u(buf, t4, 1, lim), _u(buf, t4 + 1, 1, lim)
         if ty >= 0:
-            cols[ICMP_TYPE[0]][ICMP_TYPE[1]][i] = ty
+            res[ICMP_TYPE, i] = ty
         if co >= 0:
-            cols[ICMP_CODE[0]][ICMP_CODE[1]][i] = co
+            res[ICMP_CODE, i] = co
         hl = 8
     elif proto == 59:
         return 0
@@ -573,7 +575,7 @@ def _transport(buf, t4, proto, t_end, end, i, cols, pay):  # pragma: no cover - 
     plen = t_end - start
     if plen < 0:
         return f | BAD | LENGTH
-    cols[PAYLOAD_LEN[0]][PAYLOAD_LEN[1]][i] = plen
+    res[PAYLOAD_LEN, i] = plen
     stop = min(t_end, end, start + HASH_BYTES)
     if plen > 0 and stop > start:
         pay[0] = start
@@ -585,20 +587,20 @@ def _transport(buf, t4, proto, t_end, end, i, cols, pay):  # pragma: no cover - 
 
 
 @njit(cache=True)
-def _packet(buf, o, end, frame_end, lt, hints, i, cols, v6off, pay):  # pragma: no cover - numba
+def _packet(buf, o, end, frame_end, lt, hints, i, res, v6off, pay):  # pragma: no cover - numba
     """Decode one packet; returns its flags."""
-    pos, et, f = _link(buf, o, end, frame_end, lt, i, cols)
+    pos, et, f = _link(buf, o, end, frame_end, lt, i, res)
     if et >= 0:
-        cols[ETHERTYPE[0]][ETHERTYPE[1]][i] = et
-        _set_present(cols, i, P_ETHERTYPE)
+        res[ETHERTYPE, i] = et
+        _set_present(res, i, P_ETHERTYPE)
     if pos < 0:
         return f
     lim, enc, level, in_frag = end, frame_end, 0, False
     while True:
         if et == 0x800:
-            l4, proto, ip_end, g = _ip4(buf, pos, end, lim, enc, level, in_frag, i, cols)
+            l4, proto, ip_end, g = _ip4(buf, pos, end, lim, enc, level, in_frag, i, res)
         elif et == 0x86DD:
-            l4, proto, ip_end, g = _ip6(buf, pos, end, lim, enc, level, in_frag, i, cols, v6off)
+            l4, proto, ip_end, g = _ip6(buf, pos, end, lim, enc, level, in_frag, i, res, v6off)
         else:
             return f | BAD
         f |= g
@@ -607,18 +609,18 @@ def _packet(buf, o, end, frame_end, lt, hints, i, cols, v6off, pay):  # pragma: 
         in_frag = in_frag or (g & FRAG1) != 0
         llim = min(end, ip_end)
         if proto == 6 or proto == 17:
-            sp, dp = _ports(buf, l4, llim, level, i, cols)
+            sp, dp = _ports(buf, l4, llim, level, i, res)
             if proto == 17 and sp >= 0 and dp >= 0:
                 if sp == 4500 or dp == 4500:
-                    _esp_in_udp(buf, l4 + 8, llim, i, cols)
+                    _esp_in_udp(buf, l4 + 8, llim, i, res)
                 kind, vni, vflags, tproto, nxt, net = _tunnel(buf, l4, llim, sp, dp, hints)
                 if vflags >= 0 and level == 0 and kind == 0:
-                    cols[VXLAN_FLAGS[0]][VXLAN_FLAGS[1]][i] = vflags
+                    res[VXLAN_FLAGS, i] = vflags
                 if kind > 0 and level == MAX_DEPTH:
                     f |= DEEP | BAD
                 elif kind > 0:
                     level += 1
-                    _enter_tunnel(kind, vni, vflags, tproto, level, i, cols)
+                    _enter_tunnel(kind, vni, vflags, tproto, level, i, res)
                     if level > 1:
                         v6off[2] = -1
                         v6off[3] = -1
@@ -629,39 +631,64 @@ def _packet(buf, o, end, frame_end, lt, hints, i, cols, v6off, pay):  # pragma: 
                     if net == 0:
                         return f | BAD
                     if net < 0:
-                        nxt, net, g = _inner_eth(buf, nxt, end, llim, i, cols)
+                        nxt, net, g = _inner_eth(buf, nxt, end, llim, i, res)
                         f |= g
                         if nxt < 0:
                             return f
                     else:
-                        cols[INNER_ETHERTYPE[0]][INNER_ETHERTYPE[1]][i] = net
-                        _set_present(cols, i, P_IETHERTYPE)
+                        res[INNER_ETHERTYPE, i] = net
+                        _set_present(res, i, P_IETHERTYPE)
                     pos, et, lim, enc = nxt, net, llim, ip_end
                     continue
-        return f | _transport(buf, l4, proto, ip_end, end, i, cols, pay)
+        return f | _transport(buf, l4, proto, ip_end, end, i, res, pay)
 
 
 @njit(cache=True)
-def decode_rows(buf, off, cap, wire, lt, hints, base, cols, v6off, pay):  # pragma: no cover - numba
-    """Decode packets k = 0..len(off)-1 into output rows base + k.
+def _scatter(res, row, group, at, m):  # pragma: no cover - numba
+    """Copy staging rows row.. into the columns of one dtype group (rows at .. at+m)."""
+    for j in range(len(group)):
+        col = group[j]
+        for q in range(m):
+            col[at + q] = res[row + j, q]
+    return row + len(group)
 
-    ``cols``: the column tuples of ``_layout.GROUPS``, pre-filled with absent values.
-    ``v6off[j, k]``: buffer offset of IPv6 address j (``_layout.V6_COLUMNS``) or -1
-    (pre-filled); ``pay[:, k]``: [start, stop) of the payload digest or -1 (pre-filled).
-    Returns a meaningless checksum of the prefetch reads."""
+
+@njit(cache=True)
+def decode_rows(buf, off, cap, wire, lt, hints, absent, groups, base, v6off, pay):  # pragma: no cover - numba
+    """Decode packets k = 0..len(off)-1 into rows base + k of the output columns.
+
+    ``groups``: the columns as one tuple per dtype (``_layout.GROUPS`` without the digest, in
+    ``_layout.STAGED`` order). Packets are decoded in blocks of ``BLOCK`` into a small int64
+    staging matrix (rows ``STAGED``, pre-filled with ``absent``) that stays in cache, then
+    scattered into the typed columns. ``v6off[j, k]``: buffer offset of IPv6 address j
+    (``_layout.V6_COLUMNS``) or -1 (pre-filled); ``pay[:, k]``: [start, stop) of the payload
+    digest or -1 (pre-filled). Returns a meaningless checksum of the prefetch reads."""
     n = off.shape[0]
     nbuf = buf.shape[0]
     pf = off[0] if n else 0
     acc = np.int64(0)
-    for k in range(n):
-        upto = min(off[k] + TOUCH_AHEAD, nbuf)  # a sequential stream the prefetcher follows
-        while pf < upto:
-            acc ^= np.int64(buf[pf])
-            pf += 64
-        o = off[k]
-        i = base + k
-        f = _packet(buf, o, o + cap[k], o + wire[k], lt[k], hints, i, cols, v6off[:, k], pay[:, k])
-        cols[PROBLEMS[0]][PROBLEMS[1]][i] = f & 0xFFFF
-        cols[TRUNCATED[0]][TRUNCATED[1]][i] = cap[k] < wire[k] or (f & CUT) != 0
-        cols[DECODED[0]][DECODED[1]][i] = 2 if f & BAD else (1 if f & CHAIN else 0)
+    res = np.empty((absent.shape[0], BLOCK), np.int64)
+    for k0 in range(0, n, BLOCK):
+        m = min(BLOCK, n - k0)
+        for r in range(absent.shape[0]):
+            res[r, :m] = absent[r]
+        for q in range(m):
+            k = k0 + q
+            upto = min(off[k] + TOUCH_AHEAD, nbuf)  # a sequential stream the prefetcher follows
+            while pf < upto:
+                acc ^= np.int64(buf[pf])
+                pf += 64
+            o = off[k]
+            f = _packet(buf, o, o + cap[k], o + wire[k], lt[k], hints, q, res, v6off[:, k], pay[:, k])
+            res[PROBLEMS, q] = f & 0xFFFF
+            res[TRUNCATED, q] = 1 if cap[k] < wire[k] or (f & CUT) != 0 else 0
+            res[DECODED, q] = 2 if f & BAD else (1 if f & CHAIN else 0)
+        row = _scatter(res, 0, groups[0], base + k0, m)
+        row = _scatter(res, row, groups[1], base + k0, m)
+        row = _scatter(res, row, groups[2], base + k0, m)
+        row = _scatter(res, row, groups[3], base + k0, m)
+        row = _scatter(res, row, groups[4], base + k0, m)
+        row = _scatter(res, row, groups[5], base + k0, m)
+        row = _scatter(res, row, groups[6], base + k0, m)
+        row = _scatter(res, row, groups[7], base + k0, m)
     return acc

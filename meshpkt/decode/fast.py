@@ -1,7 +1,8 @@
 """The columnar decoder: chunks of packets through the numba packet kernel.
 
 ``decode_chunk`` hands a chunk of records to ``_packet.decode_rows`` (one compiled loop
-writing straight into the table's columns), then turns the IPv6 address offsets the
+that decodes blocks of packets into a cached staging matrix and scatters them into the
+table's typed columns), then turns the IPv6 address offsets the
 kernel found into 16-byte values and hashes the payload prefixes (``_kernels.fnv1a64``, four
 messages in lockstep). Every shape -- IPv4 options, IPv6 extension-header chains, tunnels,
 nested tunnels -- goes through the same kernel; ``slow.decode_packet`` is the independent
@@ -14,15 +15,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from meshpkt.decode._layout import DTYPES, GROUPS, V6_COLUMNS
+from meshpkt.decode._layout import ABSENT_ROW, DTYPES, GROUPS, V6_COLUMNS
 from meshpkt.decode.schema import PRESENT_BITS
 
 CHUNK = 65536
+_ABSENT = np.array(ABSENT_ROW, dtype=np.int64)
 
 
 def column_groups(out: dict[str, np.ndarray]) -> tuple[tuple[np.ndarray, ...], ...]:
-    """The output columns as the kernel's tuple of per-dtype tuples (``_layout.GROUPS``)."""
-    return tuple(tuple(out[name] for name in GROUPS[dt]) for dt in DTYPES)
+    """The output columns as the kernel's tuple of per-dtype tuples, in ``_layout.STAGED`` order."""
+    return tuple(tuple(out[name] for name in GROUPS[dt] if name != "payload_hash") for dt in DTYPES)
 
 
 def hint_array(ports: Sequence[int]) -> np.ndarray:
@@ -39,19 +41,21 @@ def decode_chunk(buf: np.ndarray, off: np.ndarray, cap: np.ndarray, wire: np.nda
     n = off.shape[0]
     v6off = np.full((len(V6_COLUMNS), n), -1, np.int64)
     pay = np.full((2, n), -1, np.int64)
-    decode_rows(buf, off, cap, wire, lt, hint_array(ports), s, groups or column_groups(out), v6off, pay)
+    decode_rows(buf, off, cap, wire, lt, hint_array(ports), _ABSENT, groups or column_groups(out), s, v6off, pay)
     _v6_values(buf, v6off, out, s)
     _payload_digest(buf, pay, out, s)
 
 
 def _v6_values(buf: np.ndarray, v6off: np.ndarray, out: dict[str, np.ndarray], s: int) -> None:
-    """16-byte address objects at the offsets the kernel recorded."""
+    """16-byte address objects at the offsets the kernel recorded (one object per distinct
+    address: rows of the same address share it)."""
     for k, name in enumerate(V6_COLUMNS):
         idx = np.nonzero(v6off[k] >= 0)[0]
         if not idx.size:
             continue
-        mat = buf[v6off[k, idx][:, None] + np.arange(16)]
-        out[name][idx + s] = mat.view("V16").ravel().astype(object)
+        addrs = buf[v6off[k, idx][:, None] + np.arange(16)].view("V16").ravel()
+        uniq, inv = np.unique(addrs, return_inverse=True)
+        out[name][idx + s] = uniq.astype(object)[inv.ravel()]
 
 
 def _payload_digest(buf: np.ndarray, pay: np.ndarray, out: dict[str, np.ndarray], s: int) -> None:

@@ -78,7 +78,7 @@ def _summary(analysis: Any, model: Any, vnis: set[int]) -> dict[str, Any]:
 
 def diagnose(captures: Iterable[CaptureArg], *, dumps: Iterable[str | Path] = (),
              topology: str | Path | dict[str, Any] | None = None, encrypted_vnis: Iterable[int] = (),
-             lb_timeout_s: float = 900.0, progress: Callable[[int, int], None] | None = None,
+             lb_timeout_s: float = 900.0, progress: Callable[..., None] | None = None,
              problems: list[Any] | None = None) -> Diagnosis:
     """Decode ``captures``, load ``dumps`` (directories or transcripts, see ``meshpkt collect``), and name
     the failures. ``topology``: lab status JSON (path or dict); default a ``status.json`` next to the

@@ -50,6 +50,7 @@ def build_hops(rec: Reconstruction) -> pd.DataFrame:
             "segments", "bytes", "retrans_bytes", "reordered", "lost", "lost_bytes", "rst")},
         "duplicates": lf["duplicates"].to_numpy(),
         "stray": lf["stray"].to_numpy() if "stray" in lf else False,
+        "detour": lf["detour"].to_numpy() if "detour" in lf else False,
         "src_ip": lf["src"].to_numpy(), "sport": lf["sport"].to_numpy(),
         "dst_ip": lf["dst"].to_numpy(), "dport": lf["dport"].to_numpy(),
     })

@@ -158,8 +158,7 @@ class Summaries:
     """What matching needs, per (point, local flow): small, mergeable tables.
 
     ``lflows``: one row per local flow (LFLOW_COLUMNS + first/last ts, packets, bytes, flags);
-    ``anchors``: one row per (local flow, anchor key): key, ts (first), dir_lo, seq, syn, isn (the
-    key is an opening's ISN key: it links local flows but is no packet's identity);
+    ``anchors``: one row per (local flow, anchor key): key, ts (first), dir_lo, seq, syn;
     ``points``: per capture point (empty captures included), its first/last timestamp and packets.
     """
 
@@ -177,7 +176,7 @@ def local_flow_summaries(packets: pd.DataFrame, ids: PacketIds | None = None) ->
     fl = p["tcp_flags"].to_numpy().astype(np.int64)
     keep = ~ids.dup
     obs = pd.DataFrame({"lflow": ids.lflow, "key": ids.key, "ts": ts, "dir_lo": ids.dir_lo,
-                        "seq": p["tcp_seq"].to_numpy(), "isn_key": _isn_keys(p, fl),
+                        "seq": p["tcp_seq"].to_numpy(),
                         "syn": (fl >= 0) & ((fl & TCP_SYN) != 0),
                         "fin": (fl >= 0) & ((fl & TCP_FIN) != 0), "rst": (fl >= 0) & ((fl & TCP_RST) != 0),
                         "wl": p["wirelen"].to_numpy().astype(np.int64)})[keep]
@@ -199,28 +198,14 @@ def point_spans(packets: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _isn_keys(p: pd.DataFrame, fl: np.ndarray) -> np.ndarray:
-    """For SYNs ``(seq, TSval)``, for SYN-ACKs ``(ack - 1, TSecr)``: the client's ISN and its SYN's
-    timestamp, which every sighting of the opening shares even where no packet is common (e.g. a
-    SYN-ACK that leaves by another route); 0 elsewhere and without timestamps."""
-    syn = (fl >= 0) & ((fl & TCP_SYN) != 0)
-    synack = syn & ((fl & TCP_ACK) != 0)
-    isn = np.where(synack, (p["tcp_ack"].to_numpy() - 1) % (1 << 32), p["tcp_seq"].to_numpy())
-    tsv = np.where(synack, p["tcp_tsecr"].to_numpy(), p["tcp_tsval"].to_numpy())
-    keys = _hash(pd.DataFrame({"tag": np.full(len(p), 7, np.int8), "isn": isn, "ts": tsv}))
-    return np.where(syn & (tsv > 0), keys, np.uint64(0))
-
-
 def _anchors(obs: pd.DataFrame) -> pd.DataFrame:
     obs = obs.sort_values(["lflow", "ts"], kind="stable")
     rank = obs.groupby(["lflow", "dir_lo"]).cumcount().to_numpy()
     chosen = obs["syn"].to_numpy() | obs["rst"].to_numpy() | (rank < ANCHOR_FIRST)
     chosen |= (obs["key"].to_numpy() % np.uint64(ANCHOR_MODULO)) == 0
-    out = obs[chosen].assign(isn=False)
-    isn = out[out["isn_key"].to_numpy() != 0].assign(key=lambda x: x["isn_key"], syn=False, isn=True)
-    out = pd.concat([out, isn], ignore_index=True)
+    out = obs[chosen]
     out = out[~pd.Series(_hash(out[["lflow"]].assign(k=out["key"].to_numpy().view(np.int64)))).duplicated().to_numpy()]
-    return out[["lflow", "key", "ts", "dir_lo", "seq", "syn", "isn"]].reset_index(drop=True)
+    return out[["lflow", "key", "ts", "dir_lo", "seq", "syn"]].reset_index(drop=True)
 
 
 def merge_summaries(parts: list[Summaries]) -> Summaries:

@@ -52,15 +52,14 @@ def match_connections(s: Summaries, *, max_key_group: int | None = None) -> np.n
 
 def forward_direction(s: Summaries, conn: np.ndarray) -> np.ndarray:
     """True where a local flow's forward (client -> server) direction is lo -> hi: its first SYN's
-    direction, else carried over a shared key from a local flow that knows it, else towards the
-    lower port."""
+    direction, else carried over a shared key from a local flow that knows it, else (see below) its
+    first packet's or towards the lower port."""
     n = len(s.lflows)
-    anc = s.anchors[~s.anchors["isn"].to_numpy()].sort_values("ts", kind="stable")
+    anc = s.anchors.sort_values("ts", kind="stable")
     fwd_lo = np.full(n, -1, dtype=np.int8)
-    syn = anc[anc["syn"].to_numpy()].drop_duplicates("lflow")
-    # a SYN-ACK goes backwards: the first SYN-flagged anchor of a flow may be either
-    syn_first = syn["dir_lo"].to_numpy() == _is_opening(s, syn)
-    fwd_lo[syn["lflow"].to_numpy()] = syn_first.astype(np.int8)
+    syn = anc[anc["syn"].to_numpy()]
+    syn = syn[_is_opening(s, syn)].drop_duplicates("lflow")  # SYNs, not SYN-ACKs
+    fwd_lo[syn["lflow"].to_numpy()] = syn["dir_lo"].to_numpy().astype(np.int8)
     known = fwd_lo[anc["lflow"].to_numpy()] >= 0
     same = anc["dir_lo"].to_numpy() == (fwd_lo[anc["lflow"].to_numpy()] == 1)
     ref = pd.DataFrame({"key": anc["key"].to_numpy()[known], "same": same[known]}).drop_duplicates("key")
@@ -68,15 +67,17 @@ def forward_direction(s: Summaries, conn: np.ndarray) -> np.ndarray:
     if len(cand):
         d = cand["dir_lo"].to_numpy()
         fwd_lo[cand["lflow"].to_numpy()] = np.where(cand["same"].to_numpy(), d, ~d).astype(np.int8)
-    # no SYN anywhere (a capture started mid-connection): towards the lower port (the service's),
-    # the first packet's direction on a tie
+    # no SYN anywhere: a flow that saw an opening's SYN-ACK only (a reply by another route) keeps
+    # the direction of its first packet, as it appears on the wire; one without (a capture started
+    # mid-connection) goes towards the lower port (the service's), the first packet's on a tie
     first = anc.drop_duplicates("lflow")
     unset = fwd_lo[first["lflow"].to_numpy()] < 0
     lfs = first["lflow"].to_numpy()[unset]
     lo_port = s.lflows["lo_port"].to_numpy()[lfs]
     hi_port = s.lflows["hi_port"].to_numpy()[lfs]
-    guess = np.where(lo_port == hi_port, first["dir_lo"].to_numpy()[unset], lo_port > hi_port)
-    fwd_lo[lfs] = guess.astype(np.int8)
+    opened = s.lflows["epoch"].to_numpy()[lfs] >= 0
+    by_port = np.where(lo_port == hi_port, first["dir_lo"].to_numpy()[unset], lo_port > hi_port)
+    fwd_lo[lfs] = np.where(opened, first["dir_lo"].to_numpy()[unset], by_port).astype(np.int8)
     return fwd_lo == 1
 
 
@@ -94,7 +95,6 @@ def clock_offsets(s: Summaries, conn: np.ndarray, fwd_lo: np.ndarray, *, correct
     if not correct:
         return {name: Offset(name, 0, -1, name, None, False) for name in names}
     linked = _linkable(s, None)
-    linked = linked[~linked["isn"].to_numpy()]
     lf = linked["lflow"].to_numpy()
     point = s.lflows["point"].cat.codes.to_numpy()
     per_cp = pd.Series(1, index=pd.MultiIndex.from_arrays([conn, point])).groupby(level=[0, 1]).size()

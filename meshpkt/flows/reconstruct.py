@@ -82,6 +82,16 @@ def _structural_rank(lf: pd.DataFrame, is_entry: np.ndarray) -> np.ndarray:
     return key.map(ranks).fillna(ranks.get("entry|overlay|br0|False", 5.0) + 0.5).to_numpy(dtype=np.float64)
 
 
+def _detours(lf: pd.DataFrame) -> np.ndarray:
+    """Local flows that carried only replies, at a point where another local flow of the same
+    connection carried its requests: replies leaving by another route (e.g. a task answering straight
+    through docker_gwbridge when the ingress SNAT is missing). Not on the request's path."""
+    req = lf["fwd_packets"].to_numpy() > 0
+    key = pd.MultiIndex.from_arrays([lf["conn"].to_numpy(), lf["point_code"].to_numpy()])
+    has_req = pd.Series(req, index=key).groupby(level=[0, 1]).transform("any").to_numpy()
+    return ~req & (lf["bwd_packets"].to_numpy() > 0) & has_req
+
+
 def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
     """Sort local flows into path order per connection and number them (``hop``).
 
@@ -89,7 +99,8 @@ def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
     a node by the structure of Swarm's data path; connections that do not start at a client or
     a node's host namespace (e.g. task -> VIP) are ordered by time alone. A load-balancer
     namespace on a node the request did not enter is not on its path: a copy seen there was
-    flooded by the overlay bridge (unknown destination MAC); it is kept, last, as ``stray``.
+    flooded by the overlay bridge (unknown destination MAC); it is kept, last, as ``stray``, and so
+    are replies that left by another route (``detour``, see :func:`_detours`).
     """
     t = lf["f_delay"].to_numpy()
     t = np.where(np.isnan(t), -lf["b_delay"].fillna(0).to_numpy() + 1e15, t)
@@ -103,8 +114,9 @@ def order_hops(lf: pd.DataFrame, topology: Topology) -> pd.DataFrame:
     gtime = np.where(timed, t, gtime)
     rank = np.where(timed, 0, rank)
     stray = ~timed & ~is_entry & np.isin(role, ("ingress_sbox", "lb"))
-    gtime = np.where(stray, np.inf, gtime)
-    lf = lf.assign(_g=gtime, _r=rank, _t=t, stray=stray)
+    detour = _detours(lf)
+    gtime = np.where(stray | detour, np.inf, gtime)
+    lf = lf.assign(_g=gtime, _r=rank, _t=t, stray=stray | detour, detour=detour)
     lf = lf.sort_values(["conn", "_g", "_r", "_t", "first_ts_ns"], kind="stable")
     lf["hop"] = lf.groupby("conn").cumcount()
     return lf.drop(columns=["_g", "_r", "_t"])

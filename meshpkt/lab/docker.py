@@ -324,6 +324,10 @@ class DockerLab:
                     break
                 time.sleep(0.1)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        try:
+            self.state_dir.parent.rmdir()  # only when no other docker lab is up
+        except OSError:
+            pass
         left = [n for n in list_netns() if lab_ns_regex(self.name).match(n)]
         if left:
             raise LabError(f"could not remove namespace(s): {', '.join(left)}")
@@ -361,7 +365,7 @@ class DockerLab:
             env = f"PATH={Path(docker_cli()).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
             run(["ip", "netns", "exec", f"{self.name}-{node}", "env", env, f"DOCKER_HOST={d.host}",
                  sys.executable, "-m", "meshpkt", "collect", str(out), "--netns-dir", str(d.netns_dir()),
-                 "--node", node, "--format", "json"], timeout=120)
+                 "--node-name", node, "--format", "json"], timeout=120)
         return out
 
     def capture(self, points: list[str] | None, out: str | Path, cmd: list[str] | None, *,

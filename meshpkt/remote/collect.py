@@ -19,7 +19,14 @@ from meshpkt.remote.discover import NodeInfo, name_nodes
 from meshpkt.remote.scripts import COLLECT, remote_command
 from meshpkt.remote.ssh import Transport, each_node, ssh_error
 from meshpkt.remote.target import Target
-from meshpkt.rules.collect import NS_COMMANDS, CollectReport, CommandResult, NamespaceReport, NamespaceTarget
+from meshpkt.rules.collect import (
+    NS_COMMANDS,
+    CollectReport,
+    CommandResult,
+    NamespaceReport,
+    NamespaceTarget,
+    redact_xfrm_keys,
+)
 from meshpkt.rules.model import role_from_name
 
 _ARGV = dict(NS_COMMANDS) | {"iptables-legacy-save.txt": ["iptables-legacy-save", "-c"]}
@@ -103,6 +110,8 @@ def write_node(root: Path, node: str, dump: NodeDump) -> list[NamespaceReport]:
         err = b.err.decode(errors="replace").strip()
         if b.status == "ok":
             text = b.out.decode(errors="replace")
+            if b.file == "ip-xfrm-state.txt":  # already redacted on the node; never keep key material
+                text = redact_xfrm_keys(text)
             if b.file.startswith("iptables"):
                 warn = [ln for ln in err.splitlines() if ln.lstrip().lower().startswith("# warning")]
                 text = "".join(w + "\n" for w in warn) + text

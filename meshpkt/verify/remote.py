@@ -199,7 +199,9 @@ def verify_cluster(nodes: Sequence[str], *, ssh_config: str | Path | None = None
         if dry_run:
             for p in plan.probes:
                 where = "from here" if p.kind == "conn" else f"written on {p.entry} {p.netns} {p.iface}"
-                (show or print)(f"would send {p.id} ({p.group}, {where}): {p.summary()}")
+                what = (f"{p.src}:{p.sport} > {p.dst}:{p.dport} TCP connect (RST after the SYN-ACK)"
+                        if p.kind == "conn" else p.summary())
+                (show or print)(f"would send {p.id} ({p.group}, {where}): {what}")
             for c in plan.checks:
                 c.verdict, c.reason = UNTESTED, "dry run: nothing sent"
             report.notes.append(f"dry run: {len(plan.probes)} probes listed, nothing sent")

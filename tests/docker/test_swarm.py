@@ -14,6 +14,8 @@ import pytest
 
 from meshpkt.lab.docker import MESH_COMPLETED, MESH_DOCKER, MESH_MISSING
 
+from .conftest import requests
+
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 
@@ -73,7 +75,7 @@ def test_missing_routing_mesh_is_an_error_per_node(swarm: types.SimpleNamespace)
         pytest.skip("this kernel has ip_vs: Docker's routing mesh is complete, nothing is missing")
     # the operator's symptom: every node refuses its published port; dockerd's only trace is one log line
     for node in missing:
-        assert swarm.refused[node].returncode == 7, swarm.refused[node]
+        assert [rc for n, rc, _ in swarm.refused if n == node] == [7]  # curl: connection refused
         nd = next(n for n in swarm.before["nodes"] if n["name"] == node)
         assert "Native loadbalancing will not work" in (nd["dockerd_ipvs_log"] or "")
     r = _meshpkt("rules", "show", str(swarm.before_dumps), "--format", "json")
@@ -97,19 +99,6 @@ def test_lab_status_reports_completion(swarm: types.SimpleNamespace) -> None:
         assert f"routing mesh on {node}: {state}" in " ".join(r.stdout.split())
 
 
-CLIENT = """
-import json, subprocess, sys
-out, netns, rounds, *ips = sys.argv[1:]
-got = []
-for node, ip in (x.split("=") for x in ips):
-    for _ in range(int(rounds)):
-        r = subprocess.run(["ip", "netns", "exec", netns, "curl", "-sS", "-m", "3", f"http://{ip}:9090/"],
-                           capture_output=True, text=True)
-        got.append([node, r.returncode, r.stdout.strip()])
-open(out, "w").write(json.dumps(got))
-"""
-
-
 def test_round_robin_and_analyze_names_every_backend(swarm: types.SimpleNamespace, tmp_path: Any) -> None:
     from meshpkt.flows import analyze
 
@@ -119,14 +108,8 @@ def test_round_robin_and_analyze_names_every_backend(swarm: types.SimpleNamespac
               for b in web["backends"]}
     points = ["client.host.eth0", "*.host.eth0", "*.ingress_sbox.*",
               *(f"{b['node']}.{b['task']}.eth0" for b in web["backends"])]
-    answers = tmp_path / "answers.json"
-    args = [a for p in points for a in ("-P", p)]
-    cmd = [sys.executable, "-c", CLIENT, str(answers), f"{swarm.name}-client", "6",
-           *(f"{n}={ip}" for n, ip in node_ip.items())]
-    r = _meshpkt("lab", "capture", "--docker", "--name", swarm.name, "-o", str(tmp_path / "cap"), *args, "--", *cmd)
-    assert r.returncode == 0, r.stderr
-    got = [(n, ans.split(", task ")[1].split()[0], ans) for n, rc, ans in json.loads(answers.read_text())
-           if rc == 0 and ", task " in ans]
+    raw = requests(swarm.lab, swarm.after, tmp_path / "cap", points, 6)
+    got = [(n, ans.split(", task ")[1].split()[0], ans) for n, rc, ans in raw if rc == 0 and ", task " in ans]
     assert len(got) == 18
     # every answer is a real task's, and each node cycles through all three backends in turn
     assert all(ans == expect[t] for _n, t, ans in got)
@@ -173,3 +156,36 @@ def test_rules_explain_on_real_docker(swarm: types.SimpleNamespace) -> None:
         r = _meshpkt("rules", "explain", str(swarm.before_dumps), "--to", "node2:9090", "--format", "json")
         codes = {f["code"] for f in json.loads(r.stdout)["findings"] if f["severity"] == "error"}
         assert r.returncode == 1 and "no-routing-mesh" in codes
+
+
+SWARM_CONTROL = "not port 7946 and not port 2377"
+"""Docker's own node-to-node traffic (memberlist gossip, raft), left out where only requests matter."""
+
+
+def test_diagnose_finds_no_error_on_the_completed_mesh(swarm: types.SimpleNamespace, tmp_path: Any) -> None:
+    points = ["client.host.eth0", "*.host.eth0", "*.ingress_sbox.*"]
+    raw = requests(swarm.lab, swarm.after, tmp_path / "cap", points, 2, bpf=SWARM_CONTROL)
+    assert len(raw) == 6 and all(rc == 0 for _n, rc, _a in raw)
+    r = _meshpkt("diagnose", str(tmp_path / "cap"), "-d", str(swarm.after_dumps), "-f", "json")
+    assert r.returncode == 0, r.stdout[-2000:]
+
+
+@pytest.mark.xfail(strict=True, reason="found on real Docker: diagnose's published-port-not-forwarded detector "
+                   "takes Docker's memberlist gossip (udp/tcp 7946 between nodes) for a published port")
+def test_diagnose_does_not_take_swarm_gossip_for_a_published_port(swarm: types.SimpleNamespace,
+                                                                   tmp_path: Any) -> None:
+    points = ["client.host.eth0", "*.host.eth0", "*.ingress_sbox.*"]
+    requests(swarm.lab, swarm.after, tmp_path / "cap", points, 2)
+    r = _meshpkt("diagnose", str(tmp_path / "cap"), "-d", str(swarm.after_dumps), "-f", "json")
+    assert r.returncode == 0, r.stdout[-2000:]
+
+
+def test_diagnose_names_the_refused_published_port(swarm: types.SimpleNamespace) -> None:
+    """Before completion every node refuses 9090: diagnose (captures + dumps) says so, node by node."""
+    if MESH_MISSING not in swarm.before["routing_mesh"].values():
+        pytest.skip("this kernel has ip_vs: nothing was refused")
+    r = _meshpkt("diagnose", str(swarm.before_captures), "-d", str(swarm.before_dumps), "-f", "json")
+    assert r.returncode == 1, r.stdout[-2000:]
+    errors = [f for f in json.loads(r.stdout)["findings"] if f["severity"] == "error"]
+    missing = sorted(n for n, st in swarm.before["routing_mesh"].items() if st == MESH_MISSING)
+    assert sorted(f["node"] for f in errors if "9090" in f["summary"]) == missing, errors
