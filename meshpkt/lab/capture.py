@@ -44,7 +44,8 @@ def drop_summary(points: list[dict[str, Any]]) -> str | None:
     if not lossy:
         return None
     total = sum(int(p["dropped"]) for p in lossy)
-    each = ", ".join(f"{p['point']} {int(p['dropped']):,}" for p in lossy)
+    each = ", ".join(f"{p['point']} {int(p['dropped']):,}" for p in lossy[:5])
+    each += f", {len(lossy) - 5} more" if len(lossy) > 5 else ""
     return (f"{len(lossy)} tap{'s' if len(lossy) > 1 else ''} dropped {total:,} packets ({each}): the analysis "
             "may report losses that did not happen; capture fewer points or less traffic")
 

@@ -105,3 +105,5 @@ def test_tap_stats_and_summary() -> None:
     assert drop_summary([{"point": "a", "dropped": 0}, {"point": "b", "dropped": None}]) is None
     line = drop_summary([{"point": "a.host.eth0", "dropped": 344}, {"point": "u.host.br0", "dropped": 1719}])
     assert line is not None and line.startswith("2 taps dropped 2,063 packets (u.host.br0 1,719, a.host.eth0 344)")
+    many = drop_summary([{"point": f"p{i}", "dropped": 10 + i} for i in range(7)])
+    assert many is not None and "7 taps dropped 91 packets (p6 16, p5 15, p4 14, p3 13, p2 12, 2 more)" in many
