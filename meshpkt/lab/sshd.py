@@ -200,6 +200,9 @@ def stop(pids: Mapping[str, int]) -> int:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in victims) and time.monotonic() < deadline:  # gone, listener socket closed
+        time.sleep(0.02)
     return len(victims)
 
 

@@ -110,11 +110,11 @@ def write_node(root: Path, node: str, dump: NodeDump) -> list[NamespaceReport]:
         err = b.err.decode(errors="replace").strip()
         if b.status == "ok":
             text = b.out.decode(errors="replace")
+            if b.file == "ip-xfrm-state.txt":  # already redacted on the node; never keep key material
+                text = redact_xfrm_keys(text)
             if b.file.startswith("iptables"):
                 warn = [ln for ln in err.splitlines() if ln.lstrip().lower().startswith("# warning")]
                 text = "".join(w + "\n" for w in warn) + text
-            if b.file == "ip-xfrm-state.txt":
-                text = redact_xfrm_keys(text)
             (d / b.file).write_text(text, encoding="utf-8")
         rep.results.append(CommandResult(b.file, argv, b.status, b.returncode,
                                          f"{argv[0]} not installed" if b.status == "missing" else err[:500]))

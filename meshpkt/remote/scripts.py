@@ -144,23 +144,7 @@ emit() {  # NS FILE ARGV...: run ARGV in NS, frame its stdout and stderr
 }
 dump() {
   ns=$1
-  emit "$ns" iptables-save.txt iptables-save -c
-  if grep -q "iptables-legacy tables present" "$t/o" "$t/e" 2>/dev/null; then
-    emit "$ns" iptables-legacy-save.txt iptables-legacy-save -c
-  fi
-  emit "$ns" nft-ruleset.json nft -j list ruleset
-  emit "$ns" ipvsadm-Ln.txt ipvsadm -Ln
-  emit "$ns" ipvsadm-Sn.txt ipvsadm -Sn
-  emit "$ns" ipvsadm-Lnc.txt ipvsadm -Lnc
-  emit "$ns" bridge-fdb.txt bridge fdb show
-  emit "$ns" ip-d-link.txt ip -d link show
-  emit "$ns" ip-d-link.json ip -j -d link show
-  emit "$ns" ip-addr.txt ip addr show
-  emit "$ns" ip-addr.json ip -j addr show
-  emit "$ns" ip-route.txt ip route show
-  emit "$ns" ip-neigh.txt ip neigh show
-  emit "$ns" ip-xfrm-state.txt ip xfrm state
-  emit "$ns" ip-xfrm-policy.txt ip xfrm policy
+@DUMP@
 }
 echo "@hostname $(hostname 2>/dev/null || uname -n)"
 dump host
@@ -172,6 +156,28 @@ fi
 echo "@end"
 rm -rf "$t"
 """
+
+
+_REDACT = ("ip xfrm state | sed -E 's/^([[:space:]]*(aead|enc|auth|auth-trunc|comp) [^ ]+ )0x[0-9a-fA-F]+/"
+           "\\1(redacted)/'")
+
+
+def _dump_lines() -> str:
+    """The dump commands of :data:`meshpkt.rules.collect.NS_COMMANDS`, as ``emit`` lines (one source of truth;
+    xfrm keys are redacted on the node, they never cross the network)."""
+    from meshpkt.rules.collect import NS_COMMANDS
+
+    lines = []
+    for fname, argv in NS_COMMANDS:
+        cmd = f"sh -c {shlex.quote(_REDACT)}" if fname == "ip-xfrm-state.txt" else " ".join(map(shlex.quote, argv))
+        lines.append(f'  emit "$ns" {shlex.quote(fname)} {cmd}')
+        if fname == "iptables-save.txt":
+            lines += ['  if grep -q "iptables-legacy tables present" "$t/o" "$t/e" 2>/dev/null; then',
+                      '    emit "$ns" iptables-legacy-save.txt iptables-legacy-save -c', "  fi"]
+    return "\n".join(lines)
+
+
+COLLECT = COLLECT.replace("@DUMP@", _dump_lines())
 
 
 def remote_command(script: str, args: Sequence[str] = ()) -> str:

@@ -195,20 +195,42 @@ def _counter_key(netns: str, r: Rule) -> tuple[str, str, str, str] | None:
 # ---------------------------------------------------------------------- probes
 
 
+class _Ports:
+    """Source ports that are not reused soon: each call continues where the last run of this process stopped
+    (from a random start), cycling through ``lo..hi``. A 5-tuple repeated within conntrack's timeouts (an
+    unanswered SYN stays 120 s, a UDP flow 30-120 s) would follow the old entry instead of the rules."""
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+        self.cur = _FRESH.randrange(lo, hi)
+
+    def take(self) -> int:
+        self.cur = self.cur + 1 if self.cur < self.hi else self.lo
+        return self.cur
+
+
+_TCP_PORTS = _Ports(20001, 32000)
+_UDP_PORTS = _Ports(33000, 59999)
+
+
 class _Ids:
     def __init__(self, rng: random.Random, port_base: int | None) -> None:
         self.rng = rng
         self.n = 0
-        # fresh source ports on every run unless pinned: a 5-tuple repeated within conntrack's timeouts (an
-        # unanswered SYN stays 120 s) would follow the old entry instead of the rules being verified
-        self.port = port_base if port_base is not None else _FRESH.randrange(20000, 29000)
+        self.pinned = port_base is not None
+        self.port = port_base or 0
         self.seqs: set[int] = set()
 
     def next(self, prefix: str = "p") -> str:
         self.n += 1
         return f"{prefix}{self.n}"
 
-    def sport(self) -> int:
+    def sport(self, proto: str = "tcp") -> int:
+        """The next source port: from ``port_base`` when pinned (TCP), else never reused soon (:class:`_Ports`)."""
+        if proto == "udp":
+            return _UDP_PORTS.take()
+        if not self.pinned:
+            return _TCP_PORTS.take()
         self.port += 1
         if self.port > 32000:
             self.port = 20001
@@ -280,11 +302,8 @@ class _Planner:
 
     def frame_probe(self, group: str, netns: str, iface: str, src_mac: str, dst_mac: str, src: str, dst: str,
                     dport: int, mss: int, proto: str = "tcp", **kw: Any) -> Probe:
-        sport, ip_id = self.ids.sport(), self.rng.randrange(1, 65535)
+        sport, ip_id = self.ids.sport(proto), self.rng.randrange(1, 65535)
         if proto == "udp":
-            # conntrack keeps a UDP flow 30-120 s: a repeated 5-tuple (same seed, run again) would skip every
-            # NAT rule, so UDP source ports are fresh on every run (33000-59999, apart from the TCP ones)
-            sport = _FRESH.randrange(33000, 60000)
             payload = f"meshpkt-verify {self.rng.getrandbits(64):016x}".encode()
             seq = udp_key(payload)
             frame = _udp_frame(src_mac, dst_mac, src, sport, dst, dport, payload, ip_id)

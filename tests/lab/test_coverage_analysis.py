@@ -128,9 +128,9 @@ def _lb_point(st: dict[str, Any], node: str) -> str:
     return f"{node}.{short}.eth0"
 
 
-MISSING_VIP = ("flows.connections judges task -> VIP connections against the ingress expected path "
-               "(ingress_sbox, ingress br0) instead of mesh.path PathKind.VIP (task, overlay br0, lb_<net> "
-               "MARK/LB/SNAT, [VXLAN], task): healthy VIP connections get 'replies never arrived at <ingress br0>'")
+MISSING_VIP = ("flows.connections has no expected path for task -> VIP connections (mesh.path PathKind.VIP: task, "
+               "overlay br0, lb_<net> MARK/LB/SNAT, [VXLAN], task): healthy ones get 'not on the expected path' "
+               "(earlier: 'replies never arrived at <ingress br0>')")
 
 
 @pytest.mark.xfail(strict=True, reason=MISSING_VIP)
@@ -148,7 +148,7 @@ def test_task_to_vip_hop_by_hop(lab: tuple[Lab, dict[str, Any]], tmp_path: Path)
 
 
 MISSING_DNSRR = ("flows.connections has no expected path for direct task -> task (dnsrr) connections "
-                 "(mesh.path PathKind.DNSRR): they are judged against the ingress path")
+                 "(mesh.path PathKind.DNSRR): healthy ones get 'not on the expected path'")
 
 
 @pytest.mark.xfail(strict=True, reason=MISSING_DNSRR)

@@ -297,6 +297,10 @@ class RedirectMissing(Detector):
             return []
         at_task = ctx.roles(f["last_seen_point"]) == "task"
         sel = f[at_task & (f["missing_at"] == f["last_seen_point"]).to_numpy()]
+        hop = ctx.last_seen_hop.reindex(sel.index)
+        first_src = ctx.hops.groupby("conn_id")["src_ip"].first().reindex(sel.index)
+        # the client's own address at the task: not SNATed, the task answered it directly (snat-missing)
+        sel = sel[(hop["src_ip"].to_numpy() != first_src.to_numpy())]
         out = []
         for point, cids in group(sel, sel["last_seen_point"]).items():
             hop = last_hop(ctx, cids[0], point)
