@@ -1,7 +1,7 @@
 """Fill numba's on-disk cache at install time: ``python -m meshpkt.engine.warm``.
 
 The decoder's kernels are ``@njit(cache=True)``: the first run on a machine compiles them (tens of
-seconds under load) and later runs only load them. ``./run.sh`` runs this module right after
+seconds under load) and later runs only load them. ``.ci/setup`` runs this module right after
 ``pip install``, so that no user (and no test) pays the compilation: it writes small pcap,
 pcapng and gzip captures covering every kernel's path (plain and VXLAN TCP with options, UDP,
 ICMP, a frame cut by the snaplen, a damaged tail) and decodes them. AOT compilation

@@ -73,9 +73,9 @@ while [ $# -ge 4 ]; do
   c=""; [ "$count" -gt 0 ] && c="-c $count"
   if [ "$ns" = - ]; then
     [ -n "$self" ] && flt="${flt:+($flt) and }$self"
-    tcpdump -i "$ifc" -U --immediate-mode -B 4096 -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} 2>"$dir/$name.err" </dev/null &
+    tcpdump -i "$ifc" -U --immediate-mode -B 16384 -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} 2>"$dir/$name.err" </dev/null &
   else
-    nsenter --net="$ns" tcpdump -i "$ifc" -U --immediate-mode -B 4096 -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} \
+    nsenter --net="$ns" tcpdump -i "$ifc" -U --immediate-mode -B 16384 -n -s "$snap" -Z root $c -w "$dir/$name.pcap" ${flt:+"$flt"} \
       2>"$dir/$name.err" </dev/null &
   fi
   pids="$pids $!"; echo "$! $name" >>"$dir/.taps"

@@ -62,7 +62,7 @@ def test_explain_gives_the_byte_map() -> None:
 
 def test_usable_in_tcpdump(mesh_captures: Path) -> None:
     if shutil.which("tcpdump") is None:
-        pytest.skip("tcpdump not installed")
+        pytest.fail("tcpdump is required (installed by sh .ci/setup test)")
     expr = meshpkt("filter", "--vni", "4096", "--inner-port", "51883").stdout.strip()
     r = subprocess.run(["tcpdump", "-nn", "-r", str(mesh_captures / "underlay.pcap"), expr],
                        capture_output=True, text=True, check=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -17,7 +16,6 @@ from hypothesis import strategies as st
 from meshpkt.capture import CaptureError, iter_records, open_capture, write_pcap, write_pcapng
 from meshpkt.capture.reader import CaptureBuffer
 
-needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
 T0 = 1_718_000_000_123_456_789
 
 
@@ -49,7 +47,6 @@ def _check_same(cap: CaptureBuffer, ts: list[int], frames: list[bytes], wire: li
     assert not cap.problems
 
 
-@needs_tshark
 @pytest.mark.parametrize("byteorder", ["little", "big"])
 @pytest.mark.parametrize("nanosecond", [True, False])
 @pytest.mark.parametrize("gz", [False, True])
@@ -86,7 +83,6 @@ def test_snaplen_truncation_kept(tmp_path: Path) -> None:
     assert r.returncode == 0 and [int(h.split("length ")[1].rstrip(": ")) for h in heads] == [len(f) for f in frames]
 
 
-@needs_tshark
 def test_pcapng_from_editcap(tmp_path: Path) -> None:
     frames = _frames(30, seed=1)
     ts = [T0 + i * 7_777 for i in range(30)]
@@ -101,7 +97,6 @@ def test_pcapng_from_editcap(tmp_path: Path) -> None:
     assert cap.iface.tolist() == [0] * 30 and cap.iface_linktypes == [1]
 
 
-@needs_tshark
 @pytest.mark.parametrize("byteorder", ["little", "big"])
 @pytest.mark.parametrize("tsresol", [9, 6])
 def test_pcapng_interfaces_comments(tmp_path: Path, byteorder: str, tsresol: int) -> None:

@@ -18,7 +18,7 @@ from tshark_compare import compare_capture  # noqa: E402
 @pytest.fixture
 def tshark_check() -> Callable[..., int]:
     if shutil.which("tshark") is None:
-        pytest.skip("needs tshark")
+        pytest.fail("tshark is required (installed by sh .ci/setup test)")
 
     def run(df: pd.DataFrame, path: Path, ports: tuple[int, ...] = (4789,)) -> int:
         diffs, checks = compare_capture(df, path)

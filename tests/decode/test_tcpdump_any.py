@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -28,7 +27,6 @@ c.sendall(b"hello over tcp"); a.recv(100); a.sendall(b"bye"); c.recv(100)
 c.close(); a.close(); l.close()
 """
 
-pytestmark = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
 
 
 def _capture(netns: str, path: Path, linktype: str) -> None:

@@ -113,7 +113,7 @@ def test_formats_decode_the_same(tmp_path: Path, frames: list[bytes], variant: s
     ref = decode_file(base)
     if variant.startswith("pcapng"):
         if shutil.which("editcap") is None:
-            pytest.skip("needs editcap")
+            pytest.fail("editcap is required (installed by sh .ci/setup test)")
         p = tmp_path / "set.pcapng"
         subprocess.run(["editcap", "-F", "pcapng", str(base), str(p)], check=True, capture_output=True)
         if variant.endswith("gzip"):

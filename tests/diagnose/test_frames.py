@@ -4,12 +4,10 @@ ARP fields against the frames scapy built."""
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
@@ -75,7 +73,6 @@ def test_checksum_states_match_what_was_built(tmp_path: Path) -> None:
     assert st["state"].tolist() == [s for _, s in built]
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is installed in CI (run.sh)")
 def test_checksum_states_agree_with_tshark(tmp_path: Path) -> None:
     built = _frames(200, seed=11)
     path = tmp_path / "p.pcap"

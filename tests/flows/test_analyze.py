@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from meshpkt.flows import analyze
 
 CONFTEST = Path(__file__).with_name("conftest.py")
@@ -122,7 +120,6 @@ def test_clock_offset_recovered_from_crafted_shift(ingress_captures):
     assert pts.index("node2.host.eth0") == pts.index("node1.1-abcdef1234.br0") + 2
 
 
-@pytest.mark.skipif(shutil.which("editcap") is None, reason="needs editcap (wireshark-common)")
 def test_clock_offset_recovered_after_editcap(ingress_captures, tmp_path):
     d = ingress_captures()
     f = d / "node3.host.eth0.pcap"

@@ -81,7 +81,6 @@ def check_against_http(a, client_pcap: Path) -> int:
     return checked
 
 
-@pytest.mark.skipif(not SHIPPED.is_dir(), reason="shipped captures missing")
 def test_shipped_captures_reconstruct_like_seed_001():
     a = analyze([SHIPPED])
     assert a.summary["topology"].endswith("status.json")
@@ -91,7 +90,6 @@ def test_shipped_captures_reconstruct_like_seed_001():
     assert "client.host.eth0" in ingress
 
 
-@pytest.mark.skipif(not SHIPPED.is_dir(), reason="shipped captures missing")
 def test_shipped_captures_without_topology_infers_the_same_backends():
     caps = sorted(SHIPPED.glob("*.pcap"))
     a = analyze(caps)  # files, not the directory: status.json beside them is still found

@@ -11,7 +11,6 @@ import pytest
 
 DIR = Path(__file__).resolve().parents[2] / "captures" / "ingress-3node"
 
-pytestmark = pytest.mark.skipif(not (DIR / "status.json").exists(), reason="captures/ingress-3node not present")
 
 
 @pytest.fixture(scope="module")

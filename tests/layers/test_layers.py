@@ -150,7 +150,7 @@ def _sample_packets() -> list:
 
 def test_round_trip_tcpdump(tmp_path: Path) -> None:
     if shutil.which("tcpdump") is None:
-        pytest.skip("tcpdump not installed")
+        pytest.fail("tcpdump is required (installed by sh .ci/setup test)")
     path = tmp_path / "l.pcap"
     wrpcap(str(path), _sample_packets())
     out = subprocess.run(["tcpdump", "-nn", "-v", "-e", "-r", str(path)], capture_output=True, text=True,
@@ -168,7 +168,7 @@ def test_round_trip_tcpdump(tmp_path: Path) -> None:
 
 def test_round_trip_tshark(tmp_path: Path) -> None:
     if shutil.which("tshark") is None:
-        pytest.skip("tshark not installed")
+        pytest.fail("tshark is required (installed by sh .ci/setup test)")
     path = tmp_path / "l.pcap"
     wrpcap(str(path), _sample_packets())
     fields = ["udp.dstport", "vxlan.vni", "ip.src", "ip.dst", "tcp.srcport", "tcp.dstport", "tcp.seq_raw",
