@@ -123,6 +123,8 @@ def capture_cmd(
         "--in", help="Run the command inside NODE[/NAMESPACE] (e.g. client).")] = None,
     grace: Annotated[float, typer.Option("--grace", help="Seconds to keep capturing after the command ends.")] = 0.5,
     bpf: Annotated[str | None, typer.Option("--filter", help="pcap-filter expression for every tcpdump.")] = None,
+    buffer: Annotated[int, typer.Option("--buffer", min=1, help="Capture buffer per tap, KiB (tcpdump -B); "
+                                        "too small a buffer drops packets under load.")] = 16384,
     name: str = _NAME,
     docker: bool = _DOCKER,
 ) -> None:
@@ -143,10 +145,14 @@ def capture_cmd(
     points = list(point or [])
     while args and "." in args[0] and any(fnmatch.fnmatchcase(n, args[0]) for n in names):
         points.append(args.pop(0))
-    r = lab.capture(points or None, out, args, all_points=all_points, run_in=run_in, grace=grace, bpf=bpf)
-    con = Console(stderr=True)
+    r = lab.capture(points or None, out, args, all_points=all_points, run_in=run_in, grace=grace, bpf=bpf,
+                    buffer_kib=buffer)
+    con = Console(stderr=True, highlight=False)
     total = sum(p["packets"] or 0 for p in r["points"])
-    con.print(f"{len(r['points'])} capture points, {total} packets -> {r['out']} (status: {r['status']})")
+    con.print(f"{len(r['points'])} capture points, {total:,} packets -> {r['out']} (status: {r['status']})",
+              soft_wrap=True)
+    if r.get("warning"):
+        con.print(f"[bold yellow]warning:[/] {r['warning']}", soft_wrap=True)
     if r["rc"]:
         raise typer.Exit(r["rc"])
 

@@ -22,7 +22,6 @@ PACKET_EXPORT_COLUMNS = (
     "ethertype", "outer_ipver", "outer_ttl", "outer_ip_id", "outer_df", "outer_frag", "esp_spi", "vxlan_flags",
     "inner_eth_src", "inner_eth_dst", "inner_vlan", "inner_ethertype", "inner_ttl", "tcp_win", "tcp_mss",
     "tcp_wscale", "tcp_tsval", "tcp_tsecr", "icmp_type", "icmp_code", "payload_hash", "conn_id",
-    "problems", "tunnel", "tunnel_depth", "tunnel_proto", "vni_inner", "inner_ipver", "outer_frag_off", "outer_mf",
 )
 
 _ADDR = ("outer_src", "outer_dst", "inner_src", "inner_dst")
@@ -77,21 +76,26 @@ def packets_for_export(packets: pd.DataFrame) -> pd.DataFrame:
     out["point"] = out["point"].astype(str)
     for c in cols:
         if c in _ADDR:
-            out[c] = _address(packets, c)
+            out[c] = _text(out, _address(packets, c))
         elif c in _MAC:
-            out[c] = _mac(packets, c)
+            out[c] = _text(out, _mac(packets, c))
         elif c == "payload_hash":
             h = packets[c].to_numpy().astype(np.uint64)
-            out[c] = np.where(valid(packets, c), _hex16(h), "")
+            out[c] = _text(out, np.where(valid(packets, c), _hex16(h), ""))
         elif c == "problems":
-            out[c] = _problem_text(packets[c].to_numpy())
+            out[c] = _text(out, _problem_text(packets[c].to_numpy()))
         elif c == "tunnel":
-            out[c] = np.array([TUNNEL_NAMES.get(int(k), str(k)) for k in range(256)],
-                              dtype=object)[packets[c].to_numpy()]
+            names = np.array([TUNNEL_NAMES.get(int(k), str(k)) for k in range(256)], dtype=object)
+            out[c] = _text(out, names[packets[c].to_numpy()])
         elif c in COLUMNS and c not in _TEXT and c not in ("truncated", "decoded", "record", "caplen",
                                                              "wirelen", "linktype", "tunnel_depth"):
             out[c] = _nullable(packets, c)
     return out
+
+
+def _text(out: pd.DataFrame, values: np.ndarray) -> pd.Series:
+    """A text column with a string dtype even when empty (so every chunk has one schema)."""
+    return pd.Series(values, index=out.index, dtype="str")
 
 
 def _problem_text(bits: np.ndarray) -> np.ndarray:

@@ -206,6 +206,14 @@ def _export_chunk(packets: pd.DataFrame, ids: PacketIds, detail: pa.Table, out_d
     return path
 
 
+def _export_order(names: list[str]) -> list[str]:
+    """Columns in ``PACKET_EXPORT_COLUMNS`` order (``conn_id`` where the in-memory export has it)."""
+    from meshpkt.report import PACKET_EXPORT_COLUMNS
+
+    known = [c for c in PACKET_EXPORT_COLUMNS if c in names]
+    return known + [c for c in names if c not in known]
+
+
 def write_packets(state: Pass1, m: Matched, fmt: str, out: Any) -> int:
     """Write the per-packet export (``csv`` or ``parquet``) chunk by chunk, with each packet's
     ``conn_id``; returns the rows written."""
@@ -214,14 +222,16 @@ def write_packets(state: Pass1, m: Matched, fmt: str, out: Any) -> int:
 
     writer: Any = None
     rows = 0
+    schema = pa.unify_schemas([pq.read_schema(p) for p in state.exports]) if state.exports else None
     try:
         for path in state.exports:
-            table = pq.read_table(path)
+            table = pq.read_table(path).cast(schema)
             lfid = table.column("_lfid").to_numpy()
             lflow = m.ident.get_indexer(lfid)
             known = (lfid != 0) & (lflow >= 0)
             conn_id = pa.array(np.where(known, m.conn[lflow] + 1, 0), mask=~known, type=pa.int64())
             table = table.drop_columns(["_lfid"]).append_column("conn_id", conn_id)
+            table = table.select(_export_order(table.column_names))
             if writer is None:
                 writer = pq.ParquetWriter(out, table.schema) if fmt == "parquet" else pcsv.CSVWriter(
                     out, table.schema, write_options=pcsv.WriteOptions(quoting_style="needed"))

@@ -571,7 +571,7 @@ class Lab:
 
     def capture(self, points: list[str] | None, out: str | Path, cmd: Sequence[str] | None, *,
                 all_points: bool = False, run_in: str | None = None, grace: float = 0.5,
-                snaplen: int = 262144, bpf: str | None = None,
+                snaplen: int = 262144, bpf: str | None = None, buffer_kib: int | None = 16384,
                 stdout: Any = None, stderr: Any = None) -> dict[str, Any]:
         """Capture at ``points`` (names/globs, or every point with ``all_points``) while ``cmd`` runs.
 
@@ -584,7 +584,8 @@ class Lab:
         status = self.status()
         ns = self.netns(run_in) if run_in else None
         return run_capture(status, points, Path(out), list(cmd or []), all_points=all_points, run_netns=ns,
-                           grace=grace, snaplen=snaplen, bpf=bpf, stdout=stdout, stderr=stderr)
+                           grace=grace, snaplen=snaplen, bpf=bpf, buffer_kib=buffer_kib,
+                           stdout=stdout, stderr=stderr)
 
     # ------------------------------------------------------------------ fault hooks
     def _record_fault(self, kind: str, **args: Any) -> None:

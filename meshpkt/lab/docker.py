@@ -370,7 +370,8 @@ class DockerLab:
 
     def capture(self, points: list[str] | None, out: str | Path, cmd: list[str] | None, *,
                 all_points: bool = False, run_in: str | None = None, grace: float = 0.5, snaplen: int = 262144,
-                bpf: str | None = None, stdout: Any = None, stderr: Any = None) -> dict[str, Any]:
+                bpf: str | None = None, buffer_kib: int | None = 16384,
+                stdout: Any = None, stderr: Any = None) -> dict[str, Any]:
         """``lab capture`` on the real swarm: tcpdump at the capture points (Docker's own namespaces)
         while ``cmd`` runs (inside ``run_in``, ``NODE[/NAMESPACE]``, e.g. ``client``)."""
         from meshpkt.lab.capture import run_capture
@@ -380,7 +381,8 @@ class DockerLab:
         status = self.status()
         ns = resolve_target(status, run_in) if run_in else None
         return run_capture(status, points, Path(out), list(cmd or []), all_points=all_points, run_netns=ns,
-                           grace=grace, snaplen=snaplen, bpf=bpf, stdout=stdout, stderr=stderr)
+                           grace=grace, snaplen=snaplen, bpf=bpf, buffer_kib=buffer_kib,
+                           stdout=stdout, stderr=stderr)
 
     def exec(self, netns: str, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in one of the lab's namespaces (full name)."""
