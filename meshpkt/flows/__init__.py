@@ -64,6 +64,17 @@ def _find_status(captures: Sequence[CaptureArg]) -> Path | None:
     return None
 
 
+def _stats_beside(captures: Sequence[CaptureArg]) -> dict[str, int]:
+    from meshpkt.flows.topology import read_capture_stats
+
+    for c in captures:
+        path = Path(c[1] if isinstance(c, tuple) else c)
+        found = read_capture_stats(path if path.is_dir() else path.parent)
+        if found:
+            return found
+    return {}
+
+
 def analyze(
     captures: Iterable[CaptureArg] | None = None,
     *,
@@ -98,6 +109,8 @@ def analyze(
         topo = Topology()
     else:
         topo = topology
+    if caps and not topo.capture_drops:
+        topo.capture_drops.update(_stats_beside(caps))
     return analyze_packets(packets, topo, problems=problems, correct_clocks=correct_clocks)
 
 
@@ -137,6 +150,6 @@ def _empty_connections() -> pd.DataFrame:
     cols = ["conn_id", "proto", "client", "entry", "entry_node", "backend", "backend_node", "backend_task",
             "status", "hops_seen", "flooded_to", "path", "lost_fwd", "lost_bwd", "lost_at", "first_ts_ns", "duration_ns", "bytes_fwd", "bytes_bwd", "retrans",
             "packets", "last_seen_point", "missing_at", "verdict", "verdict_code", "ev_from", "ev_to", "ev_dir",
-            "ev_count", "ev_bytes", "ev_packets", "no_data_at", "lost_bytes_fwd", "lost_bytes_bwd", "lost_to",
+            "ev_count", "ev_bytes", "ev_packets", "no_data_at", "ev_missed_at", "ev_capture_drops", "lost_bytes_fwd", "lost_bytes_bwd", "lost_to",
             "undelivered", "syn_seen"]
     return pd.DataFrame(columns=cols)

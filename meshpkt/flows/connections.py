@@ -47,7 +47,7 @@ def build_hops(rec: Reconstruction) -> pd.DataFrame:
         "retrans_fwd": lf["retrans_fwd"].to_numpy(),
         "retrans_bwd": lf["retrans_bwd"].to_numpy(),
         **{f"{c}_{d}": lf[f"{c}_{d}"].to_numpy() for d in ("fwd", "bwd") for c in (
-            "segments", "bytes", "retrans_bytes", "reordered", "lost", "lost_bytes", "rst")},
+            "segments", "bytes", "retrans_bytes", "reordered", "lost", "lost_bytes", "missed_bytes", "rst")},
         "duplicates": lf["duplicates"].to_numpy(),
         "stray": lf["stray"].to_numpy() if "stray" in lf else False,
         "detour": lf["detour"].to_numpy() if "detour" in lf else False,
@@ -141,6 +141,7 @@ def build_connections(rec: Reconstruction, hops: pd.DataFrame, topo: Topology) -
     ev = empty_evidence(len(conns))
     progress = _path_progress(conns, path_hops, topo, windows)
     _losses_into(conns, rec, path_hops)
+    conns["lost_near_drops"] = pd.Series(_drops_near(conns, topo), index=conns.index, dtype=object)
     _judge(conns, path_hops, progress, ev)
     for name, values in ev.items():
         conns[name] = values
@@ -155,6 +156,9 @@ def _basics(rec: Reconstruction, hops: pd.DataFrame) -> pd.DataFrame:
     lf = rec.lflows
     g = lf.groupby("conn")
     flags = pd.DataFrame({c: g[c].any() for c in ("syn", "synack", "rst", "fin_fwd", "fin_bwd", "ack_fwd")})
+    for tag in ("fwd", "bwd"):  # a FIN no tap captured is proven by the other side's ACK covering it
+        if f"fin_acked_{tag}" in lf:
+            flags[f"fin_{tag}"] |= g[f"fin_acked_{tag}"].any()
     all_hops = hops
     hops = hops[~hops["stray"].to_numpy()]
     h0 = hops.groupby("conn_id").head(1).set_index("conn_id")
@@ -393,7 +397,7 @@ def build_losses(rec: Reconstruction, hops: pd.DataFrame) -> pd.DataFrame:
     sequence number of that direction), ``copies`` lost there and ``delivered`` (a retransmission
     got through)."""
     ls = rec.losses
-    cols = ["conn_id", "dir", "from_point", "to_point", "start", "end", "copies", "delivered"]
+    cols = ["conn_id", "dir", "from_point", "to_point", "start", "end", "copies", "delivered", "missed_at"]
     if ls.empty:
         return pd.DataFrame(columns=cols)
     path = hops[~hops["stray"].to_numpy()].set_index(["conn_id", "hop"])["point"]
@@ -401,16 +405,64 @@ def build_losses(rec: Reconstruction, hops: pd.DataFrame) -> pd.DataFrame:
     fwd = ls["fwd"].to_numpy().astype(bool)
     hop = ls["hop"].to_numpy()
     frm = path.reindex(pd.MultiIndex.from_arrays([conn_id, hop])).to_numpy()
-    to = _next_point(path, conn_id, hop, fwd)
+    to, missed = _trusted_next(hops[~hops["stray"].to_numpy()], conn_id, hop, fwd)
     return pd.DataFrame({"conn_id": conn_id, "dir": np.where(fwd, "forward", "reply"), "from_point": frm,
                          "to_point": to, "start": ls["start"].to_numpy(), "end": ls["end"].to_numpy(),
-                         "copies": ls["copies"].to_numpy(), "delivered": ls["delivered"].to_numpy()}
+                         "copies": ls["copies"].to_numpy(), "delivered": ls["delivered"].to_numpy(),
+                         "missed_at": missed}
                         ).sort_values(["conn_id", "dir", "start"]).reset_index(drop=True)
 
 
 def _next_point(path: pd.Series, conn_id: np.ndarray, hop: np.ndarray, fwd: np.ndarray) -> np.ndarray:
     """The next path point after ``hop`` in the direction of travel."""
     return path.reindex(pd.MultiIndex.from_arrays([conn_id, hop + np.where(fwd, 1, -1)])).to_numpy()
+
+
+def _trusted_next(hops: pd.DataFrame, conn_id: np.ndarray, hop: np.ndarray, fwd: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The point a loss after ``hop`` is placed before: the next hop; but when that is a tap of the
+    same node (veth, bridge: real loss there is very rare) that missed packets of this connection
+    and direction elsewhere (``missed_bytes``), the first point after it that is not such a tap.
+    Returns it and the taps skipped (``", "``-joined, None when none)."""
+    idx = hops.set_index(["conn_id", "hop"])
+    node, point = idx["node"], idx["point"].astype(str)
+    step = np.where(fwd, 1, -1)
+    own = node.reindex(pd.MultiIndex.from_arrays([conn_id, hop])).to_numpy()
+    nxt = hop + step
+    skipped = np.full(len(hop), "", dtype=object)
+    for _ in range(4):  # a few taps of one node in a row at most; vectorised over all losses
+        key = pd.MultiIndex.from_arrays([conn_id, nxt])
+        missed = np.where(fwd, idx["missed_bytes_fwd"].reindex(key).to_numpy(),
+                          idx["missed_bytes_bwd"].reindex(key).to_numpy())
+        beyond = point.reindex(pd.MultiIndex.from_arrays([conn_id, nxt + step])).notna().to_numpy()
+        skip = (node.reindex(key).to_numpy() == own) & (np.nan_to_num(missed) > 0) & beyond
+        if not skip.any():
+            break
+        here = point.reindex(key).to_numpy(dtype=object)
+        skipped[skip] = skipped[skip] + np.where(skipped[skip] == "", "", ", ") + here[skip]
+        nxt = np.where(skip, nxt + step, nxt)
+    to = point.reindex(pd.MultiIndex.from_arrays([conn_id, nxt])).to_numpy(dtype=object)
+    skipped[skipped == ""] = None
+    return to, skipped
+
+
+def _drops_near(conns: pd.DataFrame, topo: Topology) -> np.ndarray:
+    """``"point (N dropped)"`` for the taps around each connection's main loss (``lost_at``,
+    ``lost_missed_at``, ``lost_to``) whose tcpdump reported kernel drops; None elsewhere."""
+    out = np.full(len(conns), None, dtype=object)
+    drops = {p: n for p, n in topo.capture_drops.items() if n > 0}
+    if not drops:
+        return out
+    near = pd.Series(conns["lost_at"].fillna("").astype(str) + ", " + conns["lost_missed_at"].fillna("").astype(str)
+                     + ", " + conns["lost_to"].fillna("").astype(str), index=conns.index)
+    each = near.str.split(", ").explode()
+    each = each[each.isin(list(drops))]
+    if each.empty:
+        return out
+    text = (each + " (" + each.map(drops).astype(str) + " dropped)").groupby(level=0).agg(
+        lambda s: ", ".join(dict.fromkeys(s)))
+    out[pd.Index(conns.index).get_indexer(text.index)] = text.to_numpy(dtype=object)
+    return out
 
 
 def _losses_into(conns: pd.DataFrame, rec: Reconstruction, hops: pd.DataFrame) -> None:
@@ -425,6 +477,7 @@ def _losses_into(conns: pd.DataFrame, rec: Reconstruction, hops: pd.DataFrame) -
     main_fwd = conns["lost_fwd"].to_numpy() > 0
     lost_at = np.full(len(conns), None, dtype=object)
     lost_to = np.full(len(conns), None, dtype=object)
+    missed_at = np.full(len(conns), None, dtype=object)
     for fwd, tag in ((False, "bwd"), (True, "fwd")):  # forward losses take precedence
         col = f"lost_{tag}"
         worst = hops[hops[col].to_numpy() > 0].sort_values(["conn_id", col], ascending=[True, False])
@@ -433,8 +486,9 @@ def _losses_into(conns: pd.DataFrame, rec: Reconstruction, hops: pd.DataFrame) -
         take = main_fwd[idx] if fwd else ~main_fwd[idx]
         ids, hop = worst.index.to_numpy()[take], worst.to_numpy()[take]
         lost_at[idx[take]] = path.reindex(pd.MultiIndex.from_arrays([ids, hop])).to_numpy()
-        lost_to[idx[take]] = _next_point(path, ids, hop, np.full(len(ids), fwd))
+        lost_to[idx[take]], missed_at[idx[take]] = _trusted_next(hops, ids, hop, np.full(len(ids), fwd))
     conns["lost_at"] = pd.Series(lost_at, index=conns.index, dtype=object)
+    conns["lost_missed_at"] = pd.Series(missed_at, index=conns.index, dtype=object)
     conns["lost_to"] = pd.Series(lost_to, index=conns.index, dtype=object)
     ls = rec.losses
     never = ls[~ls["delivered"].to_numpy().astype(bool)]["conn"].to_numpy() + 1 if len(ls) else np.array([], int)
@@ -474,7 +528,8 @@ def _judge(conns: pd.DataFrame, hops: pd.DataFrame, pr: pd.DataFrame, ev: dict[s
     count = np.where(lost_fwd > 0, lost_fwd, lost_bwd)
     nbytes = np.where(lost_fwd > 0, conns["lost_bytes_fwd"].to_numpy(), conns["lost_bytes_bwd"].to_numpy())
     loss_ev = {"ev_from": conns["lost_at"].to_numpy(dtype=object), "ev_to": conns["lost_to"].to_numpy(dtype=object),
-               "ev_dir": way, "ev_count": count, "ev_bytes": nbytes}
+               "ev_dir": way, "ev_count": count, "ev_bytes": nbytes,
+               "ev_missed_at": conns["lost_missed_at"].to_numpy(dtype=object)}
     j.set(lost & (~healthy | conns["undelivered"].to_numpy()), "never-reached", **loss_ev)
     rest = todo & (fwd_max >= 0)
     reply_ok = healthy & ((pr["prev_pos"].to_numpy() < 0) | ~any_bwd)
@@ -482,6 +537,8 @@ def _judge(conns: pd.DataFrame, hops: pd.DataFrame, pr: pd.DataFrame, ev: dict[s
     j.set(rest & ~reply_ok & ~at_end, "no-reply", ev_from=pr["fwd_max_point"].to_numpy())
     j.set(rest & ~reply_ok & (bwd_min > 0) & (pr["prev_pos"].to_numpy() >= 0), "reply-lost",
           ev_from=pr["bwd_min_point"].to_numpy(), ev_to=pr["prev_pos_point"].to_numpy(), ev_dir="reply")
+    near_drops = conns["lost_near_drops"].to_numpy(dtype=object)
+    j.set(lost & pd.notna(near_drops), "incomplete-capture", **loss_ev, ev_capture_drops=near_drops)
     j.set(lost, "lost-between", **loss_ev)
     j.set(status == "reset", "reset-by", **_reset_evidence(conns, hops))
     tcp = conns["proto"].to_numpy() == 6

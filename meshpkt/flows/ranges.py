@@ -114,13 +114,29 @@ def _losses(grid: pd.DataFrame, acked: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return out, never
 
 
+def _missed(grid: pd.DataFrame) -> np.ndarray:
+    """Grid rows where the hop saw fewer copies than both an earlier and a later hop of its chain:
+    the tap missed packets (tcpdump drops); such a tap is not trusted to place a loss."""
+    order = np.lexsort((-grid["order"].to_numpy(), grid["el"].to_numpy(), grid["g"].to_numpy()))
+    m = pd.Series(grid["m"].to_numpy()[order])
+    keys = [grid["g"].to_numpy()[order], grid["el"].to_numpy()[order]]
+    later = m.groupby(keys).cummax().groupby(keys).shift(1).to_numpy()
+    rev = m.iloc[::-1]
+    rkeys = [k[::-1] for k in keys]
+    earlier = rev.groupby(rkeys).cummax().groupby(rkeys).shift(1).to_numpy()[::-1]
+    out = np.zeros(len(order), dtype=bool)
+    out[order] = m.to_numpy() < np.minimum(later, earlier)  # NaN (first or last hop): False
+    return out
+
+
 def compare_hops(rng: pd.DataFrame, hops: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``rng`` from :func:`segment_ranges` (non-stray hops only); ``hops``: ``conn, hop, order`` rows
     (``order``: position along the forward path) -- every non-stray hop of the connections; the
     chain of a direction is made of the hops that saw some of its bytes.
 
     Returns per (conn, fwd, hop): ``segments, bytes, retrans, retrans_bytes, reordered, lost,
-    lost_bytes`` (lost = after this hop), and the lost ranges (``conn, fwd, hop, start, end,
+    lost_bytes`` (lost = after this hop), ``missed_bytes`` (bytes seen more often before and after
+    this hop than at it: the tap missed packets), and the lost ranges (``conn, fwd, hop, start, end,
     copies, delivered``: whether a copy of them got through later, by retransmission)."""
     gid = pd.MultiIndex.from_frame(rng[["conn", "fwd"]].drop_duplicates())
     rng = rng.assign(g=gid.get_indexer(pd.MultiIndex.from_frame(rng[["conn", "fwd"]])))
@@ -135,6 +151,7 @@ def compare_hops(rng: pd.DataFrame, hops: pd.DataFrame) -> tuple[pd.DataFrame, p
     grid = _grid(rng, gh)
     acked = rng.groupby("g")["acked"].first().reindex(range(len(gid))).to_numpy()
     grid["lost"], grid["never"] = _losses(grid, acked)
+    grid["missed"] = _missed(grid)
     per = _per_segment(rng, gh, grid)
     stats = _hop_stats(per, grid, gh)
     return stats, _lost_ranges(grid, gh)
@@ -172,6 +189,8 @@ def _hop_stats(per: pd.DataFrame, grid: pd.DataFrame, gh: pd.DataFrame) -> pd.Da
     lost_bytes = pd.Series(grid["lost"].to_numpy() * el_len).groupby(grid["gh"].to_numpy()).sum()
     out = gh.join(agg).fillna({c: 0 for c in agg.columns})
     out["lost_bytes"] = lost_bytes.reindex(out.index, fill_value=0).to_numpy()
+    missed = pd.Series(grid["missed"].to_numpy() * el_len).groupby(grid["gh"].to_numpy()).sum()
+    out["missed_bytes"] = missed.reindex(out.index, fill_value=0).to_numpy()
     grain = out.groupby("g")["median_len"].transform("min").clip(lower=1).to_numpy()
     est = np.ceil(out["lost_bytes"].to_numpy() / grain)
     out["lost"] = np.minimum(out["lost_overlap"].to_numpy(), est).astype(np.int64)

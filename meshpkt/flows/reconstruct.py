@@ -267,7 +267,8 @@ def _judgeable(seg: pd.DataFrame, lf: pd.DataFrame, lflow: np.ndarray, capture_e
     return (seg["ts"].to_numpy() + 2 * (last - delay) + 1_000_000) <= capture_end
 
 
-_RANGE_COLUMNS = ("segments", "bytes", "retrans", "retrans_bytes", "reordered", "lost", "lost_bytes")
+_RANGE_COLUMNS = ("segments", "bytes", "retrans", "retrans_bytes", "reordered", "lost", "lost_bytes",
+                  "missed_bytes")
 
 
 def _range_stats(packets: pd.DataFrame, assign: pd.DataFrame, lf: pd.DataFrame, windows: pd.DataFrame
@@ -292,9 +293,12 @@ def _range_stats(packets: pd.DataFrame, assign: pd.DataFrame, lf: pd.DataFrame, 
     for tag in ("fwd", "bwd"):
         for c in _RANGE_COLUMNS:
             lf[f"{c}_{tag}"] = 0
+    for tag in ("fwd", "bwd"):
+        lf[f"fin_acked_{tag}"] = False
     rng = segment_ranges(seg) if len(seg) else seg
     if rng.empty:
         return lf, empty
+    _fin_acked_into(lf, rng)
     hops = lf.loc[~lf["stray"].to_numpy(), ["conn", "hop"]].assign(order=lambda x: x["hop"])
     stats, losses = compare_hops(rng, hops)
     where = pd.MultiIndex.from_frame(lf[["conn", "hop"]])
@@ -303,3 +307,16 @@ def _range_stats(packets: pd.DataFrame, assign: pd.DataFrame, lf: pd.DataFrame, 
         for c in _RANGE_COLUMNS:
             lf[f"{c}_{tag}"] = st[c].reindex(where).fillna(0).to_numpy().astype(np.int64)
     return lf, losses
+
+
+def _fin_acked_into(lf: pd.DataFrame, rng: pd.DataFrame) -> None:
+    """``fin_acked_fwd``/``fin_acked_bwd`` per local flow (the same for every hop of a connection):
+    the other side acknowledged a sequence number past the end of every byte (and SYN/FIN) of that
+    direction seen anywhere: the FIN (which takes one sequence number) was sent and received even
+    where no tap captured it (bytes acknowledged were delivered; a FIN is the only thing a sender
+    adds after its data)."""
+    per = rng.groupby(["conn", "fwd"]).agg(end=("end", "max"), acked=("acked", "first"))
+    proven = per[per["acked"].to_numpy() > per["end"].to_numpy()].reset_index()
+    conn = lf["conn"].to_numpy()
+    for fwd, tag in ((True, "fwd"), (False, "bwd")):
+        lf[f"fin_acked_{tag}"] = np.isin(conn, proven.loc[proven["fwd"].to_numpy() == fwd, "conn"].to_numpy())

@@ -58,6 +58,7 @@ class Topology:
     clients: set[int] = field(default_factory=set)
     inferred: bool = True
     source: str = "inferred from capture point names and packets"
+    capture_drops: dict[str, int] = field(default_factory=dict)  # point -> tcpdump "dropped by kernel"
 
     def point(self, name: str) -> PointInfo:
         info = self.points.get(name)
@@ -110,7 +111,32 @@ def load_topology(path: str | Path) -> Topology:
         raise UsageError(f"{p}: not a topology JSON ({exc})") from None
     if not isinstance(data, dict):
         raise UsageError(f"{p}: not a topology JSON (expected an object)")
-    return from_lab_status(data, source=str(p))
+    topo = from_lab_status(data, source=str(p))
+    topo.capture_drops.update(read_capture_stats(p.parent))
+    return topo
+
+
+def capture_drops(stats: Any) -> dict[str, int]:
+    """``{point: {"dropped_kernel": N, ...}}`` (the lab's ``capture_stats``, also accepted as a list of
+    ``{"point": ..., "dropped_kernel": N}``) -> ``{point: N}``; anything malformed is ignored."""
+    rows = stats.items() if isinstance(stats, dict) else (
+        (r.get("point"), r) for r in stats if isinstance(r, dict)) if isinstance(stats, list) else ()
+    out: dict[str, int] = {}
+    for point, st in rows:
+        n = st.get("dropped_kernel") if isinstance(st, dict) else None
+        if isinstance(point, str) and isinstance(n, (int, float)) and not isinstance(n, bool):
+            out[point] = int(n)
+    return out
+
+
+def read_capture_stats(directory: Path) -> dict[str, int]:
+    """Per-point tcpdump kernel drops from a ``capture_stats.json`` in ``directory`` ({} when absent
+    or unreadable: the drop counts are optional)."""
+    try:
+        data = json.loads((directory / "capture_stats.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return capture_drops(data.get("capture_stats", data) if isinstance(data, dict) else data)
 
 
 def _ip(text: Any) -> int | None:
@@ -126,6 +152,7 @@ def from_lab_status(status: dict[str, Any], source: str = "lab status") -> Topol
     """Build a Topology from the lab status document (schema in ``meshpkt.lab.status``)."""
     topo = Topology(inferred=False, source=source)
     _status_points(topo, status)
+    topo.capture_drops.update(capture_drops(status.get("capture_stats") or {}))
     _status_clients(topo, status)
     for node in status.get("nodes", []) or []:
         _status_node(topo, node)

@@ -10,11 +10,13 @@ task). Every segment is built once and rewritten per hop the way the NAT stages 
 
 from __future__ import annotations
 
+import json
 import random
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
@@ -58,6 +60,8 @@ class Conn:
     seed: int = 1
     lose_after: dict[int, str] = field(default_factory=dict)  # reply segment index -> last point it reaches
     reset: bool = False  # the server answers the request with a RST
+    tail_uncaptured: int = 0  # the last bytes of the answer and the server's FIN are missing at every tap
+    server_no_fin: bool = False  # the server never closes (the client's FIN acknowledges the data only)
 
     @property
     def path(self) -> list[str]:
@@ -92,9 +96,15 @@ def segments(c: Conn) -> list[Seg]:
         t += 200_000
         out.append(Seg(False, is_ + 1 + k * MSS, cack, "A", ts + 5000 + r, tc, 5000 + r, chunks[k], t))
     t += 1_000_000
+    if c.server_no_fin:
+        return [*out, Seg(True, cack, end, "FA", tc + 9000, ts + 9000, 9000, t=t + 50_000),
+                Seg(False, end, cack + 1, "A", ts + 9001, tc + 9000, 9001, t=t + 100_000)]
     out += [Seg(False, end, cack, "FA", ts + 9000, tc, 9000, t=t),
             Seg(True, cack, end + 1, "FA", tc + 9000, ts + 9000, 9000, t=t + 50_000),
             Seg(False, end + 1, cack + 1, "A", ts + 9001, tc + 9000, 9001, t=t + 100_000)]
+    if c.tail_uncaptured:  # tcpdump dropped them at every tap; the client's ACKs of them were captured
+        gone = end - c.tail_uncaptured
+        out = [s for s in out if s.fwd or not (s.seq >= gone and (s.payload or "F" in s.flags))]
     return out
 
 
@@ -141,6 +151,7 @@ class Shape:
     any_at: set[str] = field(default_factory=set)  # `tcpdump -i any` (SLL2): every packet twice
     window: tuple[int, int] | None = None  # capture only between these times (ns since T0)
     empty: set[str] = field(default_factory=set)
+    missed: dict[str, set[int]] = field(default_factory=dict)  # tap -> reply chunks whose first copy it missed
 
 
 def _sll2(data: bytes, ifindex: int, pkttype: int) -> bytes:
@@ -156,7 +167,9 @@ def build(conns: list[Conn], out: Path, shape: Shape) -> Path:
         lost = {all_segs.index(s) for s in all_segs if not s.fwd and s.payload and s.seq in
                 {all_segs[1].seq + 1 + k * MSS for k in c.lose_after} and s.ipid < 5000}
         for hop_no, point in enumerate(c.path):
-            segs = [s for i, s in enumerate(all_segs) if not (i in lost and _after(c, point, s))]
+            segs = [s for i, s in enumerate(all_segs) if not (i in lost and _after(c, point, s))
+                    and not (s.ipid < 5000 and s.payload and not s.fwd
+                             and (s.seq - all_segs[1].seq - 1) // MSS in shape.missed.get(point, ()))]
             if point in shape.super_at:
                 segs = merge_super(segs)
             for s in segs:
@@ -302,3 +315,68 @@ def test_reset_by_the_server_is_named_with_its_side(tmp_path):
     assert row["verdict_code"] == "reset-by" and row["ev_dir"] == "server"
     assert row["ev_from"] == "node1.web.1.eth0"
     assert c["verdict"] == "reset: RST sent by the server side, first seen at node1.web.1.eth0"
+
+
+def test_fin_no_tap_captured_is_proven_by_the_ack_covering_it(tmp_path):
+    """The trial's cap1/cap4 shape: the answer's last ~34 KB and the server's FIN were dropped by
+    tcpdump at every tap, the client's FIN acknowledges the server's FIN (end + 1) and the server
+    acknowledges the client's FIN: the connection closed, and nothing was lost."""
+    conn = Conn(51008, 41008, tail_uncaptured=34_000)
+    d = build([conn], tmp_path / "cap", Shape(super_at={"node1.host.eth0"}))
+    a = _analyze(d, [conn])
+    (c,) = a.to_json()["connections"]
+    _check_ok(c, conn)
+    assert c["verdict"] == "ok" and a.losses.empty
+    hops = a.hops.set_index("point")
+    assert (hops["bytes_bwd"] < conn.size - 30_000).all()  # the tail really is missing everywhere
+
+
+def test_fin_truly_unacknowledged_stays_open(tmp_path):
+    """The server never sent a FIN: the client's FIN acknowledges the data only (``end``), nothing
+    covers ``end + 1``: the connection is not closed."""
+    conn = Conn(51009, 41009, server_no_fin=True)
+    d = build([conn], tmp_path / "cap", Shape())
+    a = _analyze(d, [conn])
+    (c,) = a.to_json()["connections"]
+    assert c["status"] == "established", c["verdict"]
+    assert c["lost_fwd"] == 0 and c["lost_bwd"] == 0
+
+
+def _missing_first_copy(tmp_path: Path, stats: dict[str, int] | None) -> tuple:
+    """Reply segment 30 is really lost after node1.host.eth0 (before the client); node1.host.eth0's
+    tcpdump missed that first copy and three other segments (seen at sbox.eth1 and the client)."""
+    conn = Conn(51010, 41010, lose_after={30: "node1.host.eth0"})
+    d = build([conn], tmp_path / "cap", Shape(missed={"node1.host.eth0": {12, 30, 55, 90}}))
+    if stats is not None:
+        per = {p: {"captured": 100, "received": 100 + n, "dropped_kernel": n} for p, n in stats.items()}
+        (d / "capture_stats.json").write_text(json.dumps({"capture_stats": per}))
+    a = analyze([d], topology=Topology(points={n: parse_point(n) for n in conn.path}))
+    (c,) = a.to_json()["connections"]
+    return a, c, a.connections.iloc[0]
+
+
+def test_missed_tap_inside_a_node_widens_the_loss_placement(tmp_path):
+    a, c, row = _missing_first_copy(tmp_path, None)
+    assert c["status"] == "closed" and c["lost_bwd"] == 1 and c["retransmissions"] == 1
+    assert row["verdict_code"] == "lost-between"
+    assert row["ev_from"] == "node1.ingress_sbox.eth1" and row["ev_to"] == "client.host.eth0"
+    assert row["ev_missed_at"] == "node1.host.eth0"
+    assert c["verdict"].endswith("; node1.host.eth0 missed packets")
+    (loss,) = a.losses.itertuples()
+    assert (loss.from_point, loss.to_point, loss.missed_at, loss.start) == (
+        "node1.ingress_sbox.eth1", "client.host.eth0", "node1.host.eth0", 1 + 30 * MSS)
+    # rule (a): the other three segments node1.host.eth0 missed are seen further on: not losses
+    assert a.hops.set_index("point").loc["node1.host.eth0", "missed_bytes_bwd"] == 3 * MSS
+
+
+def test_loss_next_to_a_tap_that_dropped_is_an_incomplete_capture(tmp_path):
+    a, c, row = _missing_first_copy(tmp_path, {"node1.host.eth0": 1234, "client.host.eth0": 0})
+    assert row["verdict_code"] == "incomplete-capture"
+    assert row["ev_capture_drops"] == "node1.host.eth0 (1234 dropped)"
+    assert "tcpdump dropped packets at node1.host.eth0 (1234 dropped)" in c["verdict"]
+    assert c["missing_at"] is None
+
+
+def test_drop_counts_elsewhere_leave_a_loss_a_loss(tmp_path):
+    a, c, row = _missing_first_copy(tmp_path, {"node1.1-abcdef1234.br0": 50, "node1.host.eth0": 0})
+    assert row["verdict_code"] == "lost-between" and pd.isna(row["ev_capture_drops"])
