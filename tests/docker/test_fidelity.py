@@ -15,6 +15,8 @@ from meshpkt.lab.docker import fidelity_differences, fidelity_facts
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "fidelity.md"
+ALLOCATION_ORDER = ("vips/", "task-addresses/", "lb-endpoints")
+"""Rows of docs/fidelity.md that come from address allocation order (see the table)."""
 
 
 def documented() -> set[str]:
@@ -27,7 +29,10 @@ def test_docs_list_exactly_the_differences_found(swarm: types.SimpleNamespace) -
     found = {d.code for d in diffs}
     report = "\n".join(f"{d.code}\n    lab: {d.lab}\n    docker: {d.docker}" for d in diffs)
     assert found - documented() == set(), "undocumented differences:\n" + report
-    assert documented() - found == set(), "documented but no longer found"
+    # swarmkit allocates overlay addresses in the order requests reach it (timing), so which of the
+    # allocation-order rows differ varies between runs; every other documented row must still be found
+    stable = {code for code in documented() if not code.startswith(ALLOCATION_ORDER)}
+    assert stable - found == set(), "documented but no longer found"
 
 
 def test_compared_facts_cover_every_kind(swarm: types.SimpleNamespace) -> None:

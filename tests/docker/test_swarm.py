@@ -170,8 +170,6 @@ def test_diagnose_finds_no_error_on_the_completed_mesh(swarm: types.SimpleNamesp
     assert r.returncode == 0, r.stdout[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="found on real Docker: diagnose's published-port-not-forwarded detector "
-                   "takes Docker's memberlist gossip (udp/tcp 7946 between nodes) for a published port")
 def test_diagnose_does_not_take_swarm_gossip_for_a_published_port(swarm: types.SimpleNamespace,
                                                                    tmp_path: Any) -> None:
     points = ["client.host.eth0", "*.host.eth0", "*.ingress_sbox.*"]

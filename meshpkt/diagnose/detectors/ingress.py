@@ -13,6 +13,9 @@ from meshpkt.diagnose.finding import Finding
 from meshpkt.diagnose.registry import Detector, register
 from meshpkt.flows.topology import GWBRIDGE_NET
 
+SWARM_CONTROL_PORTS = frozenset({2377, 7946})
+"""Docker's own node-to-node ports (raft, memberlist gossip): never a published service port."""
+
 
 @register
 class PublishedPortNotForwarded(Detector):
@@ -37,8 +40,10 @@ class PublishedPortNotForwarded(Detector):
         # without a capture inside the sandbox: a published port the node itself answered (or ignored)
         uncaptured = f["missing_at"].isna().to_numpy() & f["entry"].map(port_of).isin(published).to_numpy() \
             & f["status"].isin(["reset", "syn-unanswered"]).to_numpy()
+        ports = f["entry"].map(port_of)
+        service_port = ports.isin(published) if published else ~ports.isin(SWARM_CONTROL_PORTS)
         sel = f[(roles_last == "host") & ((roles_miss == "ingress_sbox") | uncaptured)
-                & f["backend"].isna().to_numpy()]
+                & f["backend"].isna().to_numpy() & service_port.to_numpy()]
         out = []
         for (node, entry), cids in group(sel, zip(sel["entry_node"], sel["entry"], strict=True)).items():
             out.append(self._finding(ctx, node, entry, cids))
