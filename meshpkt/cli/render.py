@@ -89,7 +89,7 @@ def _connections_table(con: Console, a: Analysis, limit: int | None) -> None:
 
     if len(a.connections):
         ct = Table(title="Connections", title_justify="left")
-        for col in ("id", "client", "entry", "backend", "status", "hops", "missing at"):
+        for col in ("id", "client", "entry", "backend", "status", "hops", "missing at", "verdict"):
             ct.add_column(col)
         from meshpkt.report import connections_for_table
 
@@ -101,8 +101,17 @@ def _connections_table(con: Console, a: Analysis, limit: int | None) -> None:
             if r.backend_node:
                 backend += f" ({r.backend_node})"
             entry = r.entry + (f" ({r.entry_node})" if r.entry_node else "")
-            ct.add_row(str(r.conn_id), r.client, entry, backend, r.status, str(r.hops_seen), r.missing_at or "")
+            ct.add_row(str(r.conn_id), r.client, entry, backend, r.status, str(r.hops_seen), r.missing_at or "",
+                       _verdict_cell(r))
         con.print(ct)
+
+
+def _verdict_cell(row: Any) -> str:
+    """The verdict code, with the lost segments when the connection recovered from a loss."""
+    code = getattr(row, "verdict_code", None)
+    text = code if isinstance(code, str) and code else ("ok" if row.verdict == "ok" else "problem")
+    lost = int(getattr(row, "lost_fwd", 0) or 0) + int(getattr(row, "lost_bwd", 0) or 0)
+    return f"{text} ({lost} lost)" if lost else text
 
 
 def _balance_table(con: Console, a: Analysis) -> None:

@@ -380,3 +380,16 @@ def test_loss_next_to_a_tap_that_dropped_is_an_incomplete_capture(tmp_path):
 def test_drop_counts_elsewhere_leave_a_loss_a_loss(tmp_path):
     a, c, row = _missing_first_copy(tmp_path, {"node1.1-abcdef1234.br0": 50, "node1.host.eth0": 0})
     assert row["verdict_code"] == "lost-between" and pd.isna(row["ev_capture_drops"])
+
+
+def test_the_table_names_a_recovered_loss(tmp_path):
+    """The default table shows the verdict code and the lost segments, not only the status."""
+    from meshpkt.cli.render import render_analysis
+
+    conn = Conn(51001, 41001, lose_after={5: "node1.ingress_sbox.eth0", 40: "node1.ingress_sbox.eth0",
+                                          90: "node1.host.eth0"})
+    a = _analyze(build([conn], tmp_path / "cap", Shape()), [conn])
+    out = tmp_path / "table.txt"
+    render_analysis(a, out=out)
+    text = " ".join(out.read_text().split())
+    assert "lost-between (3 lost)" in text, text[-1500:]
